@@ -1,0 +1,83 @@
+"""Dataset registry: ``list_datasets()``, ``get_splits(name, **kw)``, ``get_dataset(name, split=..., **kw)``.
+
+A dataset *builder* is a function ``builder(**kwargs) -> DatasetSplits`` registered under a name::
+
+    @register_dataset("colored_mnist")
+    def build_colored_mnist(*, ratio: float = 0.01, ...) -> DatasetSplits: ...
+
+Keyword arguments are validated against the builder's signature so a typo is a clear error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from debiaskit.data.base import BiasedDataset, DatasetSplits
+from debiaskit.errors import DebiaskitError
+from debiaskit.registry import Registry
+
+DATASETS: Registry[Callable[..., DatasetSplits]] = Registry("dataset")
+
+
+def register_dataset(name: str) -> Callable[[Callable[..., DatasetSplits]], Callable[..., DatasetSplits]]:
+    return DATASETS.register(name)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    _import_builtin()
+    return DATASETS.list(pattern)
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+    """The builder's keyword options and their defaults."""
+    _import_builtin()
+    sig = inspect.signature(DATASETS.get(name))
+    return {
+        k: (None if p.default is inspect.Parameter.empty else p.default)
+        for k, p in sig.parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def get_splits(name: str, **kwargs: Any) -> DatasetSplits:
+    """Build (or load from cache) every split of dataset ``name``."""
+    _import_builtin()
+    builder = DATASETS.get(name)
+    sig = inspect.signature(builder)
+    accepts_var = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    if not accepts_var:
+        unknown = sorted(set(kwargs) - set(sig.parameters))
+        if unknown:
+            raise DebiaskitError(
+                f"dataset {name!r} has no option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(sig.parameters) or '(none)'}"
+            )
+    return builder(**kwargs)
+
+
+def get_dataset(name: str, split: str = "train", **kwargs: Any) -> BiasedDataset:
+    """One split of dataset ``name``."""
+    return get_splits(name, **kwargs)[split]
+
+
+_IMPORTED = False
+
+
+def _import_builtin() -> None:
+    """Import the modules that register the built-in datasets (lazily, to keep CLI start-up fast)."""
+    global _IMPORTED
+    if _IMPORTED:
+        return
+    _IMPORTED = True
+    import importlib
+
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(mod)
+
+
+# Each dataset module registers itself on import; add new modules here.
+_BUILTIN_MODULES: list[str] = [
+    "debiaskit.data.colored_mnist",
+]
