@@ -76,7 +76,9 @@ class BiasedDataset(torch.utils.data.Dataset):
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor):
             self.images = torch.as_tensor(np.asarray(self.images))
-        self.targets = torch.as_tensor(self.targets).long().reshape(-1)
+        self.targets = torch.as_tensor(self.targets).long()
+        if self.targets.dim() != 2:  # (N,) single-label; (N, K) multi-hot for multi-label tasks
+            self.targets = self.targets.reshape(-1)
         self.bias = torch.as_tensor(self.bias).long().reshape(-1)
         n = self.images.shape[0]
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -84,12 +86,17 @@ class BiasedDataset(torch.utils.data.Dataset):
                 f"{self.name}/{self.split}: images must be a uint8 (N, C, H, W) tensor, "
                 f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
-        if self.targets.numel() != n or self.bias.numel() != n:
+        if len(self.targets) != n or self.bias.numel() != n:
             raise DebiaskitError(
-                f"{self.name}/{self.split}: {n} images but {self.targets.numel()} targets "
+                f"{self.name}/{self.split}: {n} images but {len(self.targets)} targets "
                 f"and {self.bias.numel()} bias labels"
             )
-        if n and (int(self.targets.min()) < 0 or int(self.targets.max()) >= self.num_classes):
+        if self.multilabel:
+            if self.targets.shape[1] != self.num_classes or (n and not bool(((self.targets == 0) | (self.targets == 1)).all())):
+                raise DebiaskitError(
+                    f"{self.name}/{self.split}: multi-label targets must be 0/1 of width num_classes={self.num_classes}"
+                )
+        elif n and (int(self.targets.min()) < 0 or int(self.targets.max()) >= self.num_classes):
             raise DebiaskitError(f"{self.name}/{self.split}: targets outside [0, {self.num_classes})")
         if n and (int(self.bias.min()) < 0 or int(self.bias.max()) >= self.num_bias):
             raise DebiaskitError(f"{self.name}/{self.split}: bias labels outside [0, {self.num_bias})")
@@ -97,7 +104,10 @@ class BiasedDataset(torch.utils.data.Dataset):
             if len(v) != n:
                 raise DebiaskitError(f"{self.name}/{self.split}: meta column {k!r} has {len(v)} rows, expected {n}")
         if self.aligned_cells is None:
-            if self.num_classes == self.num_bias:
+            if self.multilabel:
+                # per-label majority protected value is a property of the data, not of the task
+                self.aligned_cells = torch.zeros(self.num_classes, self.num_bias, dtype=torch.bool)
+            elif self.num_classes == self.num_bias:
                 self.aligned_cells = torch.eye(self.num_classes, dtype=torch.bool)
             else:
                 raise DebiaskitError(
@@ -121,17 +131,28 @@ class BiasedDataset(torch.utils.data.Dataset):
         return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
 
     @property
+    def multilabel(self) -> bool:
+        """True for multi-label tasks: ``targets`` is a ``(N, num_classes)`` multi-hot matrix."""
+        return self.targets.dim() == 2
+
+    def _single_label(self, what: str) -> None:
+        if self.multilabel:
+            raise DebiaskitError(f"{what} is defined for single-label datasets only ({self.name} is multi-label)")
+
+    @property
     def num_groups(self) -> int:
         return self.num_classes * self.num_bias
 
     @property
     def groups(self) -> torch.Tensor:
         """Group id per sample: ``target * num_bias + bias``."""
+        self._single_label("group id")
         return self.targets * self.num_bias + self.bias
 
     @property
     def aligned(self) -> torch.Tensor:
         """Bool mask of bias-aligned samples."""
+        self._single_label("the aligned mask")
         return self.aligned_cells[self.targets, self.bias]
 
     @property

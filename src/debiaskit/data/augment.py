@@ -1,0 +1,70 @@
+"""Batch-level image transforms that run on the device holding the uint8 batch (CPU or GPU).
+
+A single function turns a uint8 ``(B, C, H, W)`` batch into the float input of the model: optional random
+crop with zero padding and horizontal flip (training only), scaling to [0, 1], and optional per-channel
+normalisation. Everything is vectorised over the batch (no per-image Python or PIL).
+
+Datasets describe their transform in ``BiasedDataset.info``::
+
+    info["train_augment"] = {"crop": 32, "padding": 4, "flip": True}
+    info["normalize"] = {"mean": [...], "std": [...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+BatchTransform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
+
+
+def random_crop_flip(
+    x: torch.Tensor,
+    *,
+    padding: int = 0,
+    flip: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random crop of the original size from a zero-padded batch, and random horizontal flip.
+
+    Offsets and flips are drawn per image with ``generator`` (on ``x``'s device), then applied with one
+    gather, so the cost is a few tensor ops per batch.
+    """
+    b, c, h, w = x.shape
+    if padding > 0:
+        x = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
+        dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
+        cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
+    else:
+        rows = torch.arange(h, device=x.device).expand(b, h)
+        cols = torch.arange(w, device=x.device).expand(b, w)
+    if flip:
+        f = torch.rand(b, generator=generator, device=x.device) < 0.5
+        cols = torch.where(f[:, None], cols.flip(1), cols)
+    bi = torch.arange(b, device=x.device)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def make_batch_transform(info: dict[str, Any], *, train: bool) -> BatchTransform:
+    """Build the uint8 → float transform described by a dataset's ``info``."""
+    aug = dict(info.get("train_augment") or {}) if train else {}
+    norm = info.get("normalize")
+    padding = int(aug.get("padding", 0))
+    flip = bool(aug.get("flip", False))
+
+    def transform(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if padding or flip:
+            x = random_crop_flip(x, padding=padding, flip=flip, generator=generator)
+        out = x.float().div_(255.0)
+        if norm:
+            mean = torch.tensor(norm["mean"], device=out.device, dtype=out.dtype).view(1, -1, 1, 1)
+            std = torch.tensor(norm["std"], device=out.device, dtype=out.dtype).view(1, -1, 1, 1)
+            out = (out - mean) / std
+        return out
+
+    return transform
