@@ -80,4 +80,5 @@ def _import_builtin() -> None:
 # Each dataset module registers itself on import; add new modules here.
 _BUILTIN_MODULES: list[str] = [
     "debiaskit.data.colored_mnist",
+    "debiaskit.data.celeba64_mini",
 ]
