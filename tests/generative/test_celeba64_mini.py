@@ -52,3 +52,13 @@ def test_errors(tmp_path, shared_data):
     (tmp_path / "celeba" / "celeba_testcrops_64x64_first4000.npz").write_bytes(b"not the file")
     with pytest.raises(DebiaskitError, match="checksum mismatch"):
         build_celeba64_mini(data_dir=tmp_path)
+
+
+def test_size_option(shared_data):
+    s = build_celeba64_mini(target="Smiling", data_dir=shared_data, size=32)
+    assert s["test"].image_shape == (3, 32, 32) and s["test"].images.dtype == torch.uint8
+    full = build_celeba64_mini(target="Smiling", data_dir=shared_data)
+    ref = full["test"].images[:4].float().reshape(4, 3, 32, 2, 32, 2).mean((3, 5)).round()
+    assert torch.allclose(s["test"].images[:4].float(), ref, atol=1.0)
+    with pytest.raises(DebiaskitError, match="size"):
+        build_celeba64_mini(data_dir=shared_data, size=100)

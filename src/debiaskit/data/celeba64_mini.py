@@ -2,7 +2,7 @@
 
 Source file: ``<data_dir>/celeba/celeba_testcrops_64x64_first4000.npz`` — the first 4,000 images of the
 official CelebA *test* partition (rows 182,637..186,636 of ``list_attr_celeba.txt``), centre-cropped and
-resized to 64×64 (not the aligned 178×218 images, and not the 128×128 crop of Ramaswamy et al., spec A1).
+resized to 64×64 (option ``size`` area-downsamples further; not the aligned 178×218 images, and not the 128×128 crop of Ramaswamy et al., spec A1).
 Arrays: ``images`` (4000, 64, 64, 3) uint8, ``image_ids``, ``attrs`` (4000, 40) int8 in {−1, 1},
 ``attr_names``. The file's SHA-256 is checked on load.
 
@@ -88,8 +88,14 @@ def build_celeba64_mini(
     protected: str = "Male",
     data_dir: str | os.PathLike | None = None,
     split_seed: int = 0,
+    size: int = 64,
 ) -> DatasetSplits:
-    """Build the train/val/test splits (60/20/20, seeded permutation) for one target/protected pair."""
+    """Build the train/val/test splits (60/20/20, seeded permutation) for one target/protected pair.
+
+    ``size`` < 64 area-downsamples the images (e.g. 32 for fast CPU experiments); the default keeps 64×64.
+    """
+    if not 8 <= int(size) <= 64:
+        raise DebiaskitError(f"celeba64_mini: size must be in [8, 64], got {size}")
     arrays = load_celeba64_arrays(data_dir)
     names = [str(s) for s in arrays["attr_names"]]
     for role, attr in (("target", target), ("protected", protected)):
@@ -99,6 +105,9 @@ def build_celeba64_mini(
         raise DebiaskitError(f"celeba64_mini: target and protected are both {target!r}")
     attrs01 = (arrays["attrs"] > 0).astype(np.uint8)
     images = torch.from_numpy(np.ascontiguousarray(arrays["images"].transpose(0, 3, 1, 2)))
+    if int(size) != images.shape[-1]:
+        small = torch.nn.functional.interpolate(images.float(), size=(int(size), int(size)), mode="area")
+        images = small.round_().clamp_(0, 255).to(torch.uint8)
     t_all = torch.from_numpy(attrs01[:, names.index(target)].astype(np.int64))
     g_all = torch.from_numpy(attrs01[:, names.index(protected)].astype(np.int64))
     attrs_t = torch.from_numpy(attrs01)
@@ -116,6 +125,7 @@ def build_celeba64_mini(
         "target": target,
         "protected": protected,
         "split_seed": split_seed,
+        "size": int(size),
         "split_fractions": list(SPLIT_FRACTIONS),
         "attr_names": names,
         "train_augment": {"flip": True},
