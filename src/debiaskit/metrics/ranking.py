@@ -1,0 +1,145 @@
+"""Average precision (AP) per label and macro mean AP (mAP).
+
+AP is the step-wise area under the precision-recall curve, exactly as
+``sklearn.metrics.average_precision_score`` computes it (unweighted, no interpolation):
+
+    AP = Σ_k (R_k − R_{k−1}) · P_k
+
+over the distinct score thresholds in decreasing order (ties form one threshold). This is the AP of
+Ramaswamy et al. (CVPR 2021, spec §A9; reported there ×100) and of Wang et al. (ICCV 2019, mAP over
+COCO objects). A label without positives has undefined AP: we return NaN with a :class:`MetricWarning`
+(scikit-learn returns 0 with a warning; a silent 0 would pull mAP down).
+
+The batched form sorts the scores once and evaluates AP for many bootstrap count vectors at once with
+cumulative sums (``debiaskit.metrics.bootstrap``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from debiaskit.errors import DebiaskitError
+from debiaskit.metrics._batched import batched, ones_weights
+from debiaskit.metrics._validation import check_binary, check_lengths, check_scores, warn
+
+__all__ = ["average_precision", "mean_average_precision", "average_precision_batched"]
+
+
+@dataclass
+class _APLabel:
+    order: np.ndarray  # indices sorting scores in decreasing order
+    y_sorted: np.ndarray  # int8 labels in that order
+    ends: np.ndarray  # last position of each block of tied scores
+
+
+@dataclass
+class _APState:
+    labels: list[_APLabel]
+    average: str | None
+    multilabel: bool
+
+
+def _prepare(y_true: Any, scores: Any, *, average: Literal["macro"] | None = "macro", _warn: bool = True) -> _APState:
+    if average not in ("macro", None):
+        raise DebiaskitError(f"average must be 'macro' or None, got {average!r}")
+    y = check_binary(y_true, name="y_true", allow_2d=True)
+    s = check_scores(scores, name="scores", allow_2d=True)
+    if y.shape != s.shape:
+        if y.ndim != s.ndim:
+            raise DebiaskitError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
+        check_lengths(y_true=y, scores=s)
+        raise DebiaskitError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
+    check_lengths(y_true=y, scores=s)
+    multilabel = y.ndim == 2
+    Y = y if multilabel else y[:, None]
+    S = s if multilabel else s[:, None]
+    labels = []
+    for j in range(Y.shape[1]):
+        order = np.argsort(-S[:, j], kind="stable")
+        ss = S[order, j]
+        ends = np.flatnonzero(np.diff(ss) != 0)
+        ends = np.append(ends, len(ss) - 1)
+        labels.append(_APLabel(order, Y[order, j].astype(np.int64), ends))
+        if _warn and not Y[:, j].any():
+            which = f"label {j}" if multilabel else "y_true"
+            warn(f"{which} has no positive samples: AP is undefined and reported as NaN")
+    return _APState(labels, average, multilabel)
+
+
+def _evaluate_label(lab: _APLabel, W: np.ndarray) -> np.ndarray:
+    Ws = W[:, lab.order]
+    tp = np.cumsum(Ws * lab.y_sorted, axis=1)[:, lab.ends].astype(np.float64)
+    tot = np.cumsum(Ws, axis=1)[:, lab.ends].astype(np.float64)
+    P = tp[:, -1]
+    dtp = np.diff(tp, axis=1, prepend=0.0)
+    prec = np.zeros_like(tp)
+    np.divide(tp, tot, out=prec, where=tot > 0)
+    num = (dtp * prec).sum(axis=1)
+    out = np.full(W.shape[0], np.nan)
+    np.divide(num, P, out=out, where=P > 0)
+    return out
+
+
+def _evaluate(state: _APState, W: np.ndarray) -> np.ndarray:
+    per = np.stack([_evaluate_label(lab, W) for lab in state.labels], axis=1)  # (B, L)
+    if not state.multilabel:
+        return per[:, 0]
+    if state.average == "macro":
+        with np.errstate(all="ignore"), _quiet_nanmean():
+            return np.nanmean(per, axis=1)
+    return per
+
+
+class _quiet_nanmean:
+    def __enter__(self) -> None:
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+@batched(lambda y_true, scores, **kw: _prepare(y_true, scores, _warn=False, **kw), _evaluate, n_arrays=2)
+def average_precision(
+    y_true: Any, scores: Any, *, average: Literal["macro"] | None = "macro"
+) -> float | np.ndarray:
+    """Average precision (step-wise, as scikit-learn); multi-label input gives macro mAP or per-label AP.
+
+    Args:
+        y_true: ``(n,)`` binary labels or ``(n, L)`` multi-hot labels (NumPy or torch).
+        scores: same shape, higher = more positive (probabilities or logits; AP is rank-based).
+        average: ``"macro"`` (mean over labels with positives, i.e. mAP) or ``None`` (per-label array).
+
+    Returns:
+        AP in [0, 1] (the CVPR 2021 tables show ×100); NaN for a label without positives.
+    """
+    state = _prepare(y_true, scores, average=average)
+    out = _evaluate(state, ones_weights(len(state.labels[0].order)))[0]
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def mean_average_precision(y_true: Any, scores: Any) -> float:
+    """Macro mAP over the columns of multi-hot ``y_true`` (Wang et al. ICCV 2019 report mAP on COCO)."""
+    return float(average_precision(y_true, scores, average="macro"))
+
+
+def average_precision_batched(y_true: Any, scores: Any, weights: Any, *, average: Literal["macro"] | None = "macro") -> np.ndarray:
+    """AP for many sample-count vectors at once.
+
+    ``weights`` is a ``(B, n)`` matrix of non-negative integer counts (a bootstrap resample is the count of
+    each original sample); row ``b`` of the result equals ``average_precision`` on the data with sample
+    ``i`` repeated ``weights[b, i]`` times.
+    """
+    W = np.asarray(weights)
+    if W.ndim == 1:
+        W = W[None]
+    state = _prepare(y_true, scores, average=average, _warn=False)
+    if W.shape[1] != len(state.labels[0].order):
+        raise DebiaskitError(f"weights has {W.shape[1]} columns but there are {len(state.labels[0].order)} samples")
+    return _evaluate(state, W)
