@@ -28,4 +28,5 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one intra-op thread: tests use tiny tensors, and extra threads only thrash a busy 2-core machine
+torch.set_num_threads(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,8 @@ _COMMAND_MODULES: list[str] = [
     "debiaskit.commands.datasets",
     "debiaskit.commands.train",
     "debiaskit.commands.demo",
+    "debiaskit.commands.generative",
+    "debiaskit.commands.augment",
 ]
 
 
@@ -39,7 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _apply_thread_setting() -> None:
+    """``DEBIASKIT_NUM_THREADS`` caps torch's intra-op threads (useful on busy or shared machines)."""
+    n = os.environ.get("DEBIASKIT_NUM_THREADS")
+    if n:
+        import torch
+
+        torch.set_num_threads(max(1, int(n)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _apply_thread_setting()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

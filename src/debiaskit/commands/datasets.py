@@ -1,0 +1,51 @@
+"""``debiaskit datasets list|info``."""
+
+from __future__ import annotations
+
+import argparse
+
+from debiaskit.experiments.config import parse_value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list datasets and show their bias cards")
+    dsub = p.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND")
+    lp = dsub.add_parser("list", help="list registered datasets")
+    lp.set_defaults(func=run_list)
+    ip = dsub.add_parser("info", help="bias card of a dataset build: sizes, per-group counts, conflict ratio")
+    ip.add_argument("name")
+    ip.add_argument("--ratio", type=float)
+    ip.add_argument("--data-dir")
+    ip.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="any builder option")
+    ip.set_defaults(func=run_info)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from debiaskit.data.registry import DATASETS, dataset_options, list_datasets
+
+    for name in list_datasets():
+        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
+        opts = ", ".join(f"{k}={v!r}" for k, v in dataset_options(name).items())
+        print(f"{name:20s} {doc[0] if doc else ''}\n{'':20s} options: {opts}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from debiaskit.report.cards import format_split_card
+    from debiaskit.data.registry import get_splits
+    from debiaskit.errors import DebiaskitError
+
+    opts = {}
+    for item in args.set:
+        if "=" not in item:
+            raise DebiaskitError(f"--set expects OPTION=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = parse_value(v)
+    if args.ratio is not None:
+        opts["ratio"] = args.ratio
+    if args.data_dir:
+        opts["data_dir"] = args.data_dir
+    splits = get_splits(args.name, **opts)
+    print(format_split_card(splits))
+    return 0

@@ -1,0 +1,72 @@
+"""``debiaskit train``: one training run into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from debiaskit.experiments.config import apply_overrides, load_config_file, resolve_config
+from debiaskit.report.tables import format_run_summary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one method on one dataset", description="Train one method on one dataset.")
+    p.add_argument("--config", help="YAML run config (see docs/cli.md); flags below override it")
+    p.add_argument("--dataset", help="dataset name (debiaskit datasets list)")
+    p.add_argument("--ratio", type=float, help="bias-conflicting ratio of the training set, in (0, 1)")
+    p.add_argument("--data-dir", help="directory with the raw data (else $DEBIASKIT_DATA)")
+    p.add_argument("--method", help="method name (default vanilla)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--steps", type=int, help="number of optimisation steps")
+    p.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--select", help="comma-separated model-selection rules (e.g. last,best_val_accuracy,oracle_test)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set hparams.lr=0.01 --set dataset.severity=3")
+    p.add_argument("--out", required=True, help="run directory (created; an interrupted run there is resumed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    raw: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    ds = raw.get("dataset") or {}
+    if isinstance(ds, str):
+        ds = {"name": ds}
+    ds = dict(ds)
+    if args.dataset:
+        if ds.get("name") and ds["name"] != args.dataset:
+            ds = {}
+        ds["name"] = args.dataset
+    if args.ratio is not None:
+        ds["ratio"] = args.ratio
+    if args.data_dir:
+        ds["data_dir"] = args.data_dir
+    raw["dataset"] = ds
+    if args.method:
+        raw["method"] = args.method
+    if args.seed is not None:
+        raw["seed"] = args.seed
+    if args.device:
+        raw["device"] = args.device
+    if args.steps is not None:
+        raw.setdefault("hparams", {})["steps"] = args.steps
+    if args.select:
+        raw.setdefault("train", {})["selection"] = [s.strip() for s in args.select.split(",") if s.strip()]
+    if getattr(args, "no_progress", False):
+        raw.setdefault("train", {})["progress"] = False
+    raw = apply_overrides(raw, args.set)
+    return resolve_config(raw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from debiaskit.train.trainer import run_training
+
+    cfg = config_from_args(args)
+    res = run_training(cfg, args.out)
+    if res.already_done:
+        print(f"{args.out}: this run has already finished (result.json exists); showing its result")
+    elif res.resumed_from:
+        print(f"resumed from step {res.resumed_from}")
+    print(format_run_summary(res.result))
+    print(f"run directory: {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Run configuration, run directories, sweeps and result collection."""

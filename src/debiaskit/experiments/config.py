@@ -1,0 +1,156 @@
+"""Run configuration: defaults, YAML files, ``--set key=value`` overrides, and strict validation.
+
+A resolved config is a plain dict (written verbatim to ``config.yaml`` in the run directory)::
+
+    seed: 0
+    device: auto                 # auto | cpu | cuda[:N]
+    dataset: {name: colored_mnist, ratio: 0.01, ...}   # builder options, validated by signature
+    method: vanilla
+    hparams: {model: mlp_lff, lr: 0.001, steps: 23500, ...}  # default_hparams(method, dataset) + overrides
+    train: {eval_every: 500, checkpoint_every: 1000, selection: [last, best_val_accuracy], ...}
+
+Unknown keys anywhere are errors (a typo must never be silently ignored).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from debiaskit.errors import DebiaskitError
+
+TOP_LEVEL = ("seed", "device", "dataset", "method", "hparams", "train")
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "eval_every": 500,
+    "checkpoint_every": 1000,
+    "eval_splits": None,  # None = every split except train
+    "eval_train": False,
+    "selection": None,  # None = last + the held-out rules the splits allow (never oracle_test)
+    "report": None,  # the rule whose metrics are headlined; None = best held-out rule, else last
+    "eval_batch_size": 2048,
+    "data_on_device": True,  # keep uint8 images on the accelerator when there is one
+    "progress": True,
+}
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(cfg: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars/lists)."""
+    cfg = copy.deepcopy(cfg)
+    for item in sets or []:
+        if "=" not in item:
+            raise DebiaskitError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise DebiaskitError(f"--set has an empty key in {item!r}")
+        node = cfg
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise DebiaskitError(f"--set {key}: {p!r} is not a section")
+        node[parts[-1]] = parse_value(value)
+    return cfg
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise DebiaskitError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else "syntax error"
+        raise DebiaskitError(f"config file {p} is not valid YAML: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DebiaskitError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def _check_keys(section: str, given: dict[str, Any], valid: Any) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise DebiaskitError(
+            f"unknown {section} key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+
+
+def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and validate; returns the full config (see module docstring)."""
+    from debiaskit.data.registry import dataset_options
+    from debiaskit.methods.registry import default_hparams, get_method
+
+    if not isinstance(user, dict):
+        raise DebiaskitError("a run config must be a mapping")
+    _check_keys("config", user, TOP_LEVEL)
+    ds = user.get("dataset")
+    if isinstance(ds, str):
+        ds = {"name": ds}
+    if not isinstance(ds, dict) or not ds.get("name"):
+        raise DebiaskitError("the config needs a dataset name (dataset.name or --dataset)")
+    ds = dict(ds)
+    options = dataset_options(ds["name"])  # raises on unknown dataset
+    _check_keys(f"dataset option ({ds['name']})", {k: v for k, v in ds.items() if k != "name"}, options)
+    dataset = {"name": ds["name"], **{k: ds.get(k, v) for k, v in options.items()}}
+
+    method = user.get("method", "vanilla")
+    if not isinstance(method, str):
+        raise DebiaskitError("method must be a name, e.g. vanilla")
+    get_method(method)  # raises on unknown method
+    hp_defaults = default_hparams(method, dataset["name"])
+    hp_user = user.get("hparams") or {}
+    if not isinstance(hp_user, dict):
+        raise DebiaskitError("hparams must be a mapping")
+    _check_keys(f"hparam ({method} on {dataset['name']})", hp_user, hp_defaults)
+    hparams = {**hp_defaults, **hp_user}
+
+    train_user = user.get("train") or {}
+    if not isinstance(train_user, dict):
+        raise DebiaskitError("train must be a mapping")
+    _check_keys("train", train_user, TRAIN_DEFAULTS)
+    train = {**TRAIN_DEFAULTS, **train_user}
+
+    seed = user.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DebiaskitError(f"seed must be a non-negative integer, got {seed!r}")
+    cfg = {
+        "seed": seed,
+        "device": str(user.get("device", "auto")),
+        "dataset": dataset,
+        "method": method,
+        "hparams": hparams,
+        "train": train,
+    }
+    _validate_numbers(cfg)
+    return cfg
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DebiaskitError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _validate_numbers(cfg: dict[str, Any]) -> None:
+    hp, tr = cfg["hparams"], cfg["train"]
+    _positive_int("steps", hp["steps"])
+    _positive_int("batch_size", hp["batch_size"])
+    _positive_int("train.eval_every", tr["eval_every"])
+    _positive_int("train.checkpoint_every", tr["checkpoint_every"])
+    _positive_int("train.eval_batch_size", tr["eval_batch_size"])
+    for k in ("lr",):
+        if not isinstance(hp[k], (int, float)) or isinstance(hp[k], bool) or not hp[k] > 0:
+            raise DebiaskitError(f"{k} must be a positive number, got {hp[k]!r}")
+    if not isinstance(hp["weight_decay"], (int, float)) or hp["weight_decay"] < 0:
+        raise DebiaskitError(f"weight_decay must be >= 0, got {hp['weight_decay']!r}")

@@ -1,0 +1,38 @@
+"""Plain-text / markdown tables for run results."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+HEADLINE = ("accuracy", "unbiased_accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy", "mAP")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{100 * v:.2f}"
+    return str(v)
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def format_run_summary(result: dict[str, Any]) -> str:
+    """Test-split metrics (in %) under every selection rule of a run's ``result.json``."""
+    sel = result.get("selection", {})
+    cols = [c for c in HEADLINE if any(c in r.get("metrics", {}).get("test", {}) for r in sel.values())]
+    rows = []
+    for name, r in sel.items():
+        test = r.get("metrics", {}).get("test", {})
+        label = f"{name} (step {r['step']})"
+        if name == "oracle_test":
+            label += " [ORACLE: test-set selection]"
+        rows.append([label, *[test.get(c, math.nan) for c in cols]])
+    head = (
+        f"{result['method']} on {result['dataset']} {result.get('dataset_options', {}).get('ratio', '')} "
+        f"seed {result['seed']}: test metrics (%) by model-selection rule; reported: {result['reported_selection']}"
+    )
+    return head + "\n" + markdown_table(["selection", *cols], rows)
