@@ -122,6 +122,7 @@ def _prep_dir(
         raise DebiaskitError(f"direction must be 'a->t' or 't->a', got {direction!r}")
     A, a_labels = _onehot_int_or_labels(attributes, "attributes")
     T, t_labels = _onehot_int_or_labels(tasks, "tasks")
+    check_lengths(attributes=A, tasks=T, predictions=as_numpy(predictions, name="predictions"))
     if direction == "a->t":
         P = _encode_pred_like(predictions, T, t_labels, "predictions")
         if P.shape[1] != T.shape[1]:
@@ -261,8 +262,8 @@ def _prep_zhao(
 ) -> _ZhaoState:
     A, a_labels = _onehot_int_or_labels(attributes, "attributes")
     T, t_labels = _onehot_int_or_labels(tasks, "tasks")
+    check_lengths(attributes=A, tasks=T, predictions=as_numpy(predictions, name="predictions"))
     P = _encode_pred_like(predictions, T, t_labels, "predictions")
-    check_lengths(attributes=A, tasks=T, predictions=P)
     if P.shape[1] != T.shape[1]:
         raise DebiaskitError(f"predictions have {P.shape[1]} task columns, tasks have {T.shape[1]}")
     if A.shape[1] < 2:
