@@ -81,4 +81,9 @@ def _import_builtin() -> None:
 _BUILTIN_MODULES: list[str] = [
     "debiaskit.data.colored_mnist",
     "debiaskit.data.celeba64_mini",
+    "debiaskit.data.bffhq",
+    "debiaskit.data.celeba",
+    "debiaskit.data.waterbirds",
+    "debiaskit.data.wang2019_images",
+    "debiaskit.data.generic",
 ]
