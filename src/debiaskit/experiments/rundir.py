@@ -1,0 +1,87 @@
+"""Read back a finished (or interrupted) run directory written by :func:`debiaskit.train.run_training`.
+
+>>> run = load_run("runs/vanilla")                  # doctest: +SKIP
+>>> run.config["method"], run.result["reported_selection"]
+>>> logits = run.predict_logits("test")             # the model selected by the reported rule
+>>> ds = run.splits["test"]                         # rebuilt from the recorded dataset options
+
+The dataset is rebuilt from the recorded options and its fingerprint is checked against the one recorded
+in ``result.json``, so predictions are never silently computed on different data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from debiaskit.data.base import DatasetSplits
+from debiaskit.errors import DebiaskitError
+from debiaskit.methods.base import Method
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    result: dict[str, Any] | None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _methods: dict[str, Method] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def splits(self) -> DatasetSplits:
+        from debiaskit.train.trainer import build_data
+
+        splits = build_data(self.config)
+        recorded = (self.result or {}).get("data", {}).get("fingerprint")
+        if recorded and recorded != splits.fingerprint:
+            raise DebiaskitError(
+                f"the data rebuilt for {self.path} (fingerprint {splits.fingerprint}) differs from the data the run "
+                f"used ({recorded}); check --data-dir / the MNIST source"
+            )
+        return splits
+
+    def checkpoint_path(self, selection: str | None = None) -> Path:
+        rule = selection or (self.result or {}).get("reported_selection") or "last"
+        p = self.path / f"model_{rule}.pt"
+        if not p.exists():
+            have = sorted(q.stem.removeprefix("model_") for q in self.path.glob("model_*.pt"))
+            raise DebiaskitError(f"{self.path} has no model for selection {rule!r}; available: {', '.join(have) or 'none'}")
+        return p
+
+    def method(self, selection: str | None = None) -> Method:
+        """The trained method with the weights chosen by ``selection`` (default: the reported rule)."""
+        p = self.checkpoint_path(selection)
+        key = p.name
+        if key not in self._methods:
+            from debiaskit.train.trainer import build_method
+
+            gen = torch.Generator(device=self.device)
+            m = build_method(self.config, self.splits, self.device, gen)
+            m.load_state_dict(torch.load(p, map_location=self.device, weights_only=False))
+            m.eval()
+            self._methods[key] = m
+        return self._methods[key]
+
+    def predict_logits(self, split: str, *, selection: str | None = None, batch_size: int = 2048) -> torch.Tensor:
+        from debiaskit.train.evaluate import predict_logits
+
+        return predict_logits(self.method(selection), self.splits[split], device=self.device, batch_size=batch_size)
+
+
+def load_run(path: str | Path, *, device: str = "cpu") -> Run:
+    p = Path(path)
+    cfg_file = p / "config.yaml"
+    if not cfg_file.is_file():
+        raise DebiaskitError(f"{p} is not a debiaskit run directory (no config.yaml)")
+    config = yaml.safe_load(cfg_file.read_text())
+    result_file = p / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    from debiaskit.train.seed import resolve_device
+
+    return Run(path=p, config=config, result=result, device=resolve_device(device))
