@@ -43,6 +43,9 @@ def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwar
 _IMPORTED = False
 _BUILTIN_MODULES: list[str] = [
     "debiaskit.models.mlp",
+    "debiaskit.models.resnet",
+    "debiaskit.models.resnet_cifar",
+    "debiaskit.models.cnn",
 ]
 
 
