@@ -23,6 +23,7 @@ _COMMAND_MODULES: list[str] = [
     "debiaskit.commands.demo",
     "debiaskit.commands.generative",
     "debiaskit.commands.augment",
+    "debiaskit.commands.audit",
 ]
 
 
