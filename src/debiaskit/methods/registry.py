@@ -71,6 +71,9 @@ def default_hparams(method: str, dataset: str) -> dict[str, Any]:
 _IMPORTED = False
 _BUILTIN_MODULES: list[str] = [
     "debiaskit.methods.vanilla",
+    "debiaskit.methods.lff",
+    "debiaskit.methods.disent",
+    "debiaskit.methods.latent_aug",
 ]
 
 
