@@ -40,3 +40,37 @@ def img():
 @pytest.fixture
 def trunc():
     return truncate
+
+
+def overfit(dataset, model_name: str = "cnn64", steps: int = 25, **model_kw) -> tuple[float, float]:
+    """Train a small model on the whole (tiny) train split through the batch transform; first/last loss."""
+    import torch
+
+    from debiaskit.data.augment import make_batch_transform
+    from debiaskit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=dataset.num_classes, in_shape=dataset.image_shape, **model_kw)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tf = make_batch_transform(dataset.info, train=True)
+    g = torch.Generator().manual_seed(0)
+    if dataset.multilabel:
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        y = dataset.targets.float()
+    else:
+        loss_fn = torch.nn.CrossEntropyLoss()
+        y = dataset.targets
+    losses = []
+    for _ in range(steps):
+        x = tf(dataset.images[torch.arange(len(dataset))], g)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses[0], losses[-1]
+
+
+@pytest.fixture
+def train_tiny():
+    return overfit

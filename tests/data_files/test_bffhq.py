@@ -82,3 +82,9 @@ def test_truncated_image_skip_drops_its_labels(bffhq_root, img, trunc):
     assert len(tr) == 7 and tr.info["source_files"] == 8
     assert [d["path"] for d in tr.info["skipped"]] == [str(bad)]
     assert tr.group_counts().tolist() == [[3, 1], [0, 3]]
+
+
+def test_tiny_end_to_end_training(bffhq_root, train_tiny):
+    s = get_splits("bffhq", data_dir=str(bffhq_root), resolution=16, progress=False)
+    first, last = train_tiny(s["train"], "cnn64", width=8)
+    assert last < 0.5 * first

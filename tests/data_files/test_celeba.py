@@ -83,3 +83,25 @@ def test_missing_files_named(celeba_root):
     (root / "list_eval_partition.txt").unlink()
     with pytest.raises(DataMissingError, match=r"missing list_eval_partition\.txt in .*celeba"):
         get_splits("celeba", data_dir=str(root.parent), resolution=8)
+
+
+def test_tiny_end_to_end_training(celeba_root, train_tiny):
+    root, _ = celeba_root
+    s = get_splits("celeba", data_dir=str(root), resolution=16, progress=False)
+    first, last = train_tiny(s["train"], "cnn64", width=8)
+    assert last < 0.5 * first
+
+
+def test_real_annotation_files_official_partition(shared_data, tmp_path, img):
+    """The real list_attr_celeba.txt / list_eval_partition.txt with images for the first 2 of each split."""
+    root = tmp_path / "celeba"
+    root.mkdir()
+    for f in ("list_attr_celeba.txt", "list_eval_partition.txt"):
+        (root / f).symlink_to(shared_data / "celeba" / f)
+    for i in (1, 2, 162771, 162772, 182638, 182639):
+        img(root / "img_align_celeba" / f"{i:06d}.jpg", seed=i)
+    s = get_splits("celeba", data_dir=str(root), limit=2, resolution=8, progress=False)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [2, 2, 2]
+    # 000001.jpg: Blond_Hair -1, Male -1; 000002.jpg: Blond_Hair -1, Male -1 (first rows of the canonical file)
+    assert s["train"].targets.tolist() == [0, 0] and s["train"].bias.tolist() == [0, 0]
+    assert s["train"].meta["attrs"].shape == (2, 40)

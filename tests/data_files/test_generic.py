@@ -121,3 +121,12 @@ def test_csv_integer_labels_seeded_split_and_errors(tmp_path, img):
     csv.write_text("path,label,bias\n0.jpg,0,0\n")
     with pytest.raises(DebiaskitError, match="lacks column.*target"):
         get_splits("csv", path=str(csv), resolution=4)
+
+
+def test_tiny_end_to_end_training(tmp_path, img, train_tiny):
+    root = tmp_path / "mine"
+    _tree(root, img, {"cat/indoor": 4, "dog/outdoor": 4, "dog/indoor": 1})
+    s = get_splits("image_folder", data_dir=str(root), resolution=16, progress=False, val_fraction=0, test_fraction=0)
+    assert len(s["train"]) == 9 and sorted(s) == ["train"]
+    first, last = train_tiny(s["train"], "cnn64", width=8)
+    assert last < 0.5 * first

@@ -99,3 +99,10 @@ def test_imsitu_single_label_and_balanced_ratio(imsitu):
     assert len(b["val"]) == 2  # val/test stay the original splits
     with pytest.raises(DebiaskitError, match="balanced_ratio must be 1, 2 or 3"):
         get_splits("imsitu_gender", data_dir=str(data_dir), image_root=str(image_root), balanced_ratio=4)
+
+
+def test_tiny_end_to_end_multilabel_training(coco, train_tiny):
+    labels, images, _ = coco
+    s = get_splits("coco_gender", data_dir=str(labels), image_root=str(images), resolution=16, progress=False)
+    first, last = train_tiny(s["val"], "cnn64", width=8)
+    assert last < 0.5 * first

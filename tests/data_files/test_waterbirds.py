@@ -48,3 +48,9 @@ def test_missing_image_and_column(wb_root):
 def test_no_metadata(tmp_path):
     with pytest.raises(DataMissingError, match="metadata.csv"):
         get_splits("waterbirds", data_dir=str(tmp_path))
+
+
+def test_tiny_end_to_end_training(wb_root, train_tiny):
+    s = get_splits("waterbirds", data_dir=str(wb_root), resolution=32, progress=False)
+    first, last = train_tiny(s["train"], "resnet20")
+    assert last < 0.5 * first
