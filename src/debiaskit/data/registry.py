@@ -80,6 +80,7 @@ def _import_builtin() -> None:
 # Each dataset module registers itself on import; add new modules here.
 _BUILTIN_MODULES: list[str] = [
     "debiaskit.data.colored_mnist",
+    "debiaskit.data.corrupted_cifar10",
     "debiaskit.data.celeba64_mini",
     "debiaskit.data.bffhq",
     "debiaskit.data.celeba",
