@@ -71,6 +71,12 @@ def default_hparams(method: str, dataset: str) -> dict[str, Any]:
 _IMPORTED = False
 _BUILTIN_MODULES: list[str] = [
     "debiaskit.methods.vanilla",
+    "debiaskit.methods.adversarial",
+    "debiaskit.methods.adversarial_image",
+    "debiaskit.methods.reweight",
+    "debiaskit.methods.resample",
+    "debiaskit.methods.groupdro",
+    "debiaskit.methods.balanced",
     "debiaskit.methods.lff",
     "debiaskit.methods.disent",
     "debiaskit.methods.latent_aug",
