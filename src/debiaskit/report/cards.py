@@ -10,7 +10,8 @@ def _matrix(ds: BiasedDataset) -> str:
     bn = ds.bias_names or [str(b) for b in range(ds.num_bias)]
     cn = ds.class_names or [str(c) for c in range(ds.num_classes)]
     w = max(6, *(len(n) for n in bn)) + 1
-    head = f"{'target \\ bias':>14s}" + "".join(f"{n[: w - 1]:>{w}s}" for n in bn)
+    corner = "target \\ bias"
+    head = f"{corner:>14s}" + "".join(f"{n[: w - 1]:>{w}s}" for n in bn)
     rows = []
     for y in range(ds.num_classes):
         cells = []

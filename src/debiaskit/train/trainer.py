@@ -108,7 +108,7 @@ def prepare_out_dir(out_dir: Path, cfg: dict[str, Any]) -> str:
         parent = parent.parent
     import os
 
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise DebiaskitError(f"cannot write the output directory {out_dir}: {parent} is not writable")
     return "new"
 
