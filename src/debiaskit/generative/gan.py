@@ -205,7 +205,9 @@ def train_gan(
     out.mkdir(parents=True, exist_ok=True)
     channels = int(images.shape[1])
     data = _images_to_float(images, cfg.size)
-    g, d, g_ema = _build(cfg, channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # initialisation depends on the seed only
+        g, d, g_ema = _build(cfg, channels)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
     rng = torch.Generator().manual_seed(cfg.seed)
