@@ -92,6 +92,8 @@ def test_csv_with_split_column_and_string_labels(tmp_path, img):
     csv.write_text("path,target,bias,split\n" + "".join(",".join(r) + "\n" for r in rows))
     s = get_splits("csv", path=str(csv), resolution=4, progress=False)
     assert [len(s[k]) for k in ("train", "val", "test")] == [3, 1, 1]
+    rel = get_splits("csv", path="data.csv", data_dir=str(tmp_path), resolution=4, progress=False)
+    assert rel.fingerprint == s.fingerprint and rel["train"].info["cache_hit"]
     tr = s["train"]
     assert tr.class_names == ["camel", "cow"] and tr.bias_names == ["grass", "sand"]
     assert tr.targets.tolist() == [1, 0, 1] and tr.bias.tolist() == [0, 1, 0]

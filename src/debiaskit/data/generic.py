@@ -260,6 +260,7 @@ def build_csv(
     *,
     path: str | None = None,
     image_root: str | None = None,
+    data_dir: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
@@ -274,6 +275,8 @@ def build_csv(
     Args:
         path: the CSV file.
         image_root: folder the ``path`` column is relative to (default: the CSV's folder).
+        data_dir: folder a relative ``path`` is looked up in when it is not found as given (default
+            ``$DEBIASKIT_DATA``), so ``--data-dir`` works as for the other datasets.
         val_fraction, test_fraction, seed: the deterministic split used when there is no ``split`` column.
         resolution, crop, on_error, progress, num_workers: image-cache options.
     """
@@ -282,6 +285,9 @@ def build_csv(
     if not path:
         raise DebiaskitError("csv: pass path=<CSV file with columns path,target,bias[,split]>")
     csv_path = Path(path).expanduser()
+    base = resolve_data_dir(data_dir)
+    if not csv_path.is_file() and not csv_path.is_absolute() and base is not None and (base / csv_path).is_file():
+        csv_path = base / csv_path
     if not csv_path.is_file():
         raise DataMissingError(f"csv: file not found: {csv_path}")
     cache = cache_options(resolution=resolution, crop=crop, on_error=on_error, progress=progress,
