@@ -8,7 +8,7 @@ import torch
 
 from debiaskit.data.attribute_labels import CELEBA_ATTRIBUTES
 from debiaskit.data.registry import get_splits
-from debiaskit.errors import DataMissingError, DebiaskitError
+from debiaskit.errors import ChecksumError, DataMissingError, DebiaskitError
 
 N = 12
 PARTITION = [0] * 6 + [1] * 3 + [2] * 3
@@ -35,7 +35,7 @@ def celeba_root(tmp_path, img):
 
 def test_official_partition_target_and_protected(celeba_root):
     root, attrs = celeba_root
-    s = get_splits("celeba", data_dir=str(root.parent), resolution=(11, 9), progress=False)
+    s = get_splits("celeba", data_dir=str(root.parent), resolution=(11, 9), progress=False, verify_annotations=False)
     assert [len(s[k]) for k in ("train", "val", "test")] == [6, 3, 3]
     tr = s["train"]
     assert tuple(tr.images.shape) == (6, 3, 11, 9)
@@ -52,7 +52,8 @@ def test_official_partition_target_and_protected(celeba_root):
 
 def test_any_target_and_protected(celeba_root):
     root, attrs = celeba_root
-    s = get_splits("celeba", data_dir=str(root), target="Smiling", protected="Young", resolution=8, progress=False)
+    s = get_splits("celeba", data_dir=str(root), verify_annotations=False, target="Smiling", protected="Young",
+                   resolution=8, progress=False)
     sm, yo = CELEBA_ATTRIBUTES.index("Smiling"), CELEBA_ATTRIBUTES.index("Young")
     assert s["val"].targets.tolist() == (attrs[6:9, sm] > 0).astype(int).tolist()
     assert s["val"].bias.tolist() == (attrs[6:9, yo] > 0).astype(int).tolist()
@@ -61,7 +62,7 @@ def test_any_target_and_protected(celeba_root):
 
 def test_limit(celeba_root):
     root, _ = celeba_root
-    s = get_splits("celeba", data_dir=str(root), resolution=8, progress=False, limit=2)
+    s = get_splits("celeba", data_dir=str(root), verify_annotations=False, resolution=8, progress=False, limit=2)
     assert [len(s[k]) for k in ("train", "val", "test")] == [2, 2, 2]
 
 
@@ -79,7 +80,7 @@ def test_missing_files_named(celeba_root):
     root, _ = celeba_root
     (root / "img_align_celeba" / "000004.jpg").unlink()
     with pytest.raises(DataMissingError, match=r"000004\.jpg"):
-        get_splits("celeba", data_dir=str(root), resolution=8, progress=False)
+        get_splits("celeba", data_dir=str(root), resolution=8, progress=False, verify_annotations=False)
     (root / "list_eval_partition.txt").unlink()
     with pytest.raises(DataMissingError, match=r"missing list_eval_partition\.txt in .*celeba"):
         get_splits("celeba", data_dir=str(root.parent), resolution=8)
@@ -87,7 +88,7 @@ def test_missing_files_named(celeba_root):
 
 def test_tiny_end_to_end_training(celeba_root, train_tiny):
     root, _ = celeba_root
-    s = get_splits("celeba", data_dir=str(root), resolution=16, progress=False)
+    s = get_splits("celeba", data_dir=str(root), verify_annotations=False, resolution=16, progress=False)
     first, last = train_tiny(s["train"], "cnn64", width=8)
     assert last < 0.5 * first
 
@@ -105,3 +106,9 @@ def test_real_annotation_files_official_partition(shared_data, tmp_path, img):
     # 000001.jpg: Blond_Hair -1, Male -1; 000002.jpg: Blond_Hair -1, Male -1 (first rows of the canonical file)
     assert s["train"].targets.tolist() == [0, 0] and s["train"].bias.tolist() == [0, 0]
     assert s["train"].meta["attrs"].shape == (2, 40)
+
+
+def test_annotation_checksum(celeba_root):
+    root, _ = celeba_root
+    with pytest.raises(ChecksumError, match=r"list_attr_celeba\.txt"):
+        get_splits("celeba", data_dir=str(root), resolution=8, progress=False)

@@ -16,7 +16,8 @@ Splits are the official partition. ``aligned_cells[y]`` = the protected value th
 
 Images are resized once into the memory-mapped cache (default 224x224 stretched, LfF's
 ``Resize((224, 224))``); ``info`` records LfF's transform: horizontal flip for training, ImageNet
-normalisation. ``limit`` keeps the first ``limit`` images of each split (file order) for quick runs.
+normalisation. ``limit`` keeps the first ``limit`` images of each split (file order) for quick runs. The
+annotation files are checked against torchvision's md5 sums (``verify_annotations=False`` to skip).
 """
 
 from __future__ import annotations
@@ -37,11 +38,16 @@ from debiaskit.data.filesplits import (
 )
 from debiaskit.data.registry import register_dataset
 from debiaskit.errors import DataMissingError, DebiaskitError
-from debiaskit.paths import resolve_data_dir
+from debiaskit.paths import resolve_data_dir, verify_file
 
 __all__ = ["build_celeba", "find_celeba_root"]
 
 _NEEDED = ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")
+#: md5 of the canonical annotation files (torchvision's ``CelebA.file_list``)
+ANNOTATION_MD5 = {
+    "list_attr_celeba.txt": "75e246fa4810816ffd6ee81facbd244c",
+    "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668",
+}
 
 
 def find_celeba_root(data_dir: str | None) -> Path:
@@ -86,6 +92,7 @@ def build_celeba(
     resolution: int = 224,
     crop: str = "none",
     limit: int | None = None,
+    verify_annotations: bool = True,
     on_error: str = "fail",
     progress: bool = True,
     num_workers: int | None = None,
@@ -98,6 +105,8 @@ def build_celeba(
         protected: bias / protected attribute (default ``Male``); must differ from ``target``.
         resolution, crop, on_error, progress, num_workers: image-cache options.
         limit: keep only the first ``limit`` images of each split (None = all).
+        verify_annotations: check the md5 of both annotation files against the canonical release
+            (``ChecksumError`` on mismatch); pass False for an edited or subset annotation file.
     """
     _check_attribute(target, "target")
     _check_attribute(protected, "protected")
@@ -109,6 +118,9 @@ def build_celeba(
                           num_workers=num_workers)
     root = find_celeba_root(data_dir)
     img_dir = root / "img_align_celeba"
+    if verify_annotations:
+        for fname, md5 in ANNOTATION_MD5.items():
+            verify_file(root / fname, md5)
     others = [a for a in CELEBA_ATTRIBUTES if a != protected]
     tables = {s: load_celeba_attributes(root, protected=protected, split=s, labels=others) for s in ("train", "val", "test")}
     if limit is not None:
