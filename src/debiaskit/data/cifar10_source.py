@@ -75,7 +75,9 @@ JPEG_TARS = ("yoongikim_cifar10_images.tar", "cifar10_images.tar")
 JPEG_DIRS = ("cifar10_images", "CIFAR-10-images")
 ORDER_CSV = "train_canonical_order.csv"
 LOSSLESS5K = "cifar10_lossless_5k.npz"
-#: sha256 of the known releases (``../shared/data/SHA256SUMS``); files with these names are verified.
+#: sha256 of the known releases (``../shared/data/SHA256SUMS``). A tar named ``yoongikim_cifar10_images.tar`` is
+#: verified together with its CSV, and so is ``cifar10_lossless_5k.npz``; a user's own tree/tar under another
+#: name is read unverified (every listed file must exist and decode).
 KNOWN_SHA256 = {
     "yoongikim_cifar10_images.tar": "78a12bf9b69a9524c5aa28ae5036c65a8e11beb9680e7de1b05e1fb98663506f",
     ORDER_CSV: "7ca1bf9d5b1e8b908eecfbe7ff5baa075b1ed377d45145d2441042a955e5bafb",
@@ -130,11 +132,13 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
+    # protocol-2 pickles written by Python 3 encode raw bytes as _codecs.encode(str, "latin1") (no side effects)
+    ("_codecs", "encode"): lambda: __import__("codecs").encode,
 }
 
 
 class _BatchUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR batches: resolves only numpy's ndarray reconstruction globals."""
+    """Unpickler for CIFAR batches: resolves only numpy's ndarray reconstruction globals (and ``_codecs.encode``)."""
 
     def __init__(self, file, *, source: str) -> None:
         super().__init__(file, encoding="latin1")
@@ -281,7 +285,7 @@ def _read_jpeg(loc: Cifar10Location, *, verify: bool, progress: bool) -> tuple[n
     from tqdm import tqdm
 
     csv_path = loc.files[1]
-    if verify and csv_path.name in KNOWN_SHA256:
+    if verify and loc.path.name in KNOWN_SHA256:  # the known release: its CSV is checked too
         verify_file(csv_path, KNOWN_SHA256[csv_path.name], "sha256")
     train_paths, train_labels = _read_order_csv(csv_path)
     if loc.source == "jpeg_tar":
@@ -387,7 +391,7 @@ def _fingerprint(loc: Cifar10Location) -> str:
         # verified against torchvision's md5 list when read: the content is the canonical release
         return "cifar10-canonical-" + hashlib.sha256(
             "".join(m for _, m in TRAIN_BATCHES + (TEST_BATCH,)).encode()).hexdigest()[:12]
-    if all(f.name in KNOWN_SHA256 for f in loc.files):
+    if loc.path.name in KNOWN_SHA256:
         return loc.source + "-" + hashlib.sha256("".join(KNOWN_SHA256[f.name] for f in loc.files).encode()).hexdigest()[:12]
     return loc.source + "-" + _stat_fingerprint(loc.files)
 
