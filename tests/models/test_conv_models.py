@@ -118,3 +118,18 @@ def test_pretrained_loads_cached_weights(tmp_path):
     assert torch.equal(m.layer3[0].conv1.weight, ref.layer3[0].conv1.weight)
     assert torch.equal(m.conv1.weight, ref.conv1.weight) and m.head.out_features == 2
     assert torch.allclose(g.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("name, in_shape, tap, dim", [("resnet18", (3, 32, 32), "conv5", 512 * 1 * 1),
+                                                       ("resnet50", (3, 32, 32), "conv4", 1024 * 2 * 2),
+                                                       ("resnet20", (3, 32, 32), "layer3", 64 * 8 * 8),
+                                                       ("cnn64", (3, 64, 64), "features", 256)])
+def test_feature_taps_of_the_adversarial_methods(name, in_shape, tap, dim):
+    from debiaskit.models.taps import FeatureTap, available_taps
+
+    m = create_model(name, num_classes=3, in_shape=in_shape).eval()
+    assert "features" in available_taps(m) and "layer3" in available_taps(m)
+    t = FeatureTap(m, tap, pool="flatten")
+    out, feats = t(torch.randn(2, *in_shape))
+    t.remove()
+    assert out.shape == (2, 3) and feats.shape == (2, dim)
