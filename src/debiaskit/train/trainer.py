@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import platform
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +184,7 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
     accum: dict[str, torch.Tensor] = {}
     n_accum = 0
     bar = None
-    if tr["progress"]:
+    if tr["progress"] and sys.stderr.isatty():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start_step, desc=f"{cfg['method']}", unit="step", leave=False, dynamic_ncols=True)
