@@ -180,7 +180,9 @@ def build_image_folder(
     cache = cache_options(resolution=resolution, crop=crop, on_error=on_error, progress=progress,
                           num_workers=num_workers)
     root = resolve_data_dir(data_dir)
-    if root is None or not root.is_dir():
+    if root is None:
+        raise DataMissingError("image_folder: pass data_dir=<root of the image tree> (or set DEBIASKIT_DATA)")
+    if not root.is_dir():
         raise DataMissingError(f"image_folder: data_dir {root} is not a folder; pass data_dir=<root of the image tree>")
     top = _subdirs(root)
     split_dirs = [d for d in top if d.name.lower() in ("train", "val", "valid", "validation", "test")]
