@@ -20,6 +20,7 @@ from debiaskit.errors import DebiaskitError
 _COMMAND_MODULES: list[str] = [
     "debiaskit.commands.datasets",
     "debiaskit.commands.train",
+    "debiaskit.commands.sweep",
     "debiaskit.commands.demo",
     "debiaskit.commands.generative",
     "debiaskit.commands.augment",

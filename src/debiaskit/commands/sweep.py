@@ -1,0 +1,77 @@
+"""``debiaskit sweep`` (run a grid of runs) and ``debiaskit collect`` (aggregate their results)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a grid of training runs (resumable)",
+                       description="Run datasets x ratios x methods x seeds from a sweep YAML file. Finished runs "
+                                   "are skipped, interrupted ones resumed.")
+    p.add_argument("file", help="sweep YAML file (see docs/methods_lff_disent.md)")
+    p.add_argument("--out", default=None, help="sweep directory (default: sweeps/<name of the file>)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run (default $DEBIASKIT_NUM_THREADS or cores/jobs)")
+    p.add_argument("--ratios", type=_floats, default=None, help="only these ratios of the grid, e.g. 0.01")
+    p.add_argument("--seeds", type=_ints, default=None, help="only these seeds of the grid, e.g. 0,1")
+    p.add_argument("--methods", default=None, help="only these methods of the grid, e.g. lff,disent")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their directories, train nothing")
+    p.set_defaults(func=run_sweep_cmd)
+
+    c = sub.add_parser("collect", help="aggregate result.json files into mean ± std tables",
+                       description="Aggregate every result.json under DIR into mean ± std over seeds, per "
+                                   "(dataset, ratio, method) and selection rule.")
+    c.add_argument("dir", help="a sweep directory (or any directory holding run directories)")
+    c.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    c.add_argument("--metric", default="unbiased_accuracy", help="test metric to aggregate (default unbiased_accuracy)")
+    c.add_argument("--output", default=None, help="write to this file instead of stdout")
+    c.set_defaults(func=run_collect_cmd)
+
+
+def run_sweep_cmd(args: argparse.Namespace) -> int:
+    from debiaskit.errors import DebiaskitError
+    from debiaskit.experiments.sweep import expand_sweep, load_sweep, run_sweep
+
+    spec = load_sweep(args.file)
+    out = Path(args.out) if args.out else Path("sweeps") / (str(spec.get("name") or Path(args.file).stem))
+    if args.jobs < 1:
+        raise DebiaskitError(f"--jobs must be >= 1, got {args.jobs}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    runs = expand_sweep(spec, out, ratios=args.ratios, seeds=args.seeds, methods=methods)
+    if args.dry_run:
+        for r in runs:
+            print(f"{'done   ' if r.done else 'pending'} {r.run_dir}")
+        return 0
+    manifest = run_sweep(runs, out, jobs=args.jobs, threads=args.threads)
+    print(f"sweep directory: {out}")
+    return 1 if manifest.get("n_failed") else 0
+
+
+def run_collect_cmd(args: argparse.Namespace) -> int:
+    from debiaskit.experiments.collect import collect, format_table
+    from debiaskit.io import write_text
+
+    table = collect(args.dir, metric=args.metric)
+    text = format_table(table, fmt=args.format)
+    if args.output:
+        write_text(args.output, text)
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
