@@ -118,3 +118,13 @@ def test_bad_options(files):
         build_image_cache(files, resolution=8, crop="random")
     with pytest.raises(DebiaskitError, match="no image files"):
         build_image_cache([], resolution=8)
+
+
+def test_not_enough_disk_space_is_a_clear_error(files, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1 << 20))
+    with pytest.raises(DebiaskitError, match=r"needs 0\.00 GiB but only 0\.00 GiB are free.*smaller resolution"):
+        build_image_cache(files, resolution=8, progress=False)

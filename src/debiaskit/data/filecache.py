@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -193,7 +194,7 @@ def build_image_cache(
             meta = json.loads(meta_path.read_text())
             arr = _open(npy)
             n_kept = int(meta["n_kept"])
-            if arr.shape[1:] == (channels, *size) and arr.shape[0] >= n_kept:
+            if arr.shape[1:] == (channels, *size) and arr.shape[0] >= n_kept and int(meta["n_files"]) == len(paths):
                 return ImageCache(
                     images=torch.from_numpy(arr[:n_kept]),
                     kept=np.asarray(meta["kept"], dtype=np.int64),
@@ -230,6 +231,13 @@ def _build(
 
     n = len(paths)
     workers = max(1, int(num_workers or min(4, os.cpu_count() or 1)))
+    need = n * channels * size[0] * size[1]
+    free = shutil.disk_usage(npy.parent).free
+    if need + (64 << 20) > free:
+        raise DebiaskitError(
+            f"{name}: the {size[0]}x{size[1]} image cache needs {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
+            f"are free in {npy.parent}; free space, point DEBIASKIT_CACHE elsewhere, or choose a smaller resolution"
+        )
     fd, tmp_name = tempfile.mkstemp(prefix=f".{npy.name}.", suffix=".tmp", dir=npy.parent)
     os.close(fd)
     tmp = Path(tmp_name)
