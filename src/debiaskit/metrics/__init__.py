@@ -20,7 +20,7 @@ from debiaskit.metrics.amplification import (
     bias_amplification_directional,
     bias_amplification_zhao,
 )
-from debiaskit.metrics.bootstrap import BootstrapResult, bootstrap, resample_weights
+from debiaskit.metrics.bootstrap import BootstrapResult, bootstrap, bootstrap_many, resample_weights
 from debiaskit.metrics.fairness import (
     accuracy,
     demographic_parity_difference,
@@ -75,6 +75,7 @@ __all__ = [
     "bias_amplification_cvpr21",
     "score_kl",
     "bootstrap",
+    "bootstrap_many",
     "BootstrapResult",
     "resample_weights",
     "GroupReport",

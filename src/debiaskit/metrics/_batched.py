@@ -5,11 +5,19 @@ often each original sample was drawn; ``w.sum() == n``). Every built-in metric i
 of the data and a count matrix ``W`` of shape ``(B, n)`` — one row per resample — so a whole block of
 resamples is evaluated with array operations. The point estimate is the same function with ``W = 1``.
 
+A block of resamples is passed to metrics as a :class:`Resamples` object holding the index matrix
+``idx`` (``(B, n)``, drawn once) and, computed lazily once per block, the count matrix ``W``. Metrics that
+depend only on counts per cell (group × label × prediction, histogram bins: DEO, EO/DP gaps, BA, aligned
+KL) count ``codes[idx]`` directly — a gather from a small table plus a ``bincount`` into a few cells,
+which is cache-friendly even at n = 10^6. Metrics that need per-sample weights in a sort order (AP, the
+official KL) use ``W``.
+
 A built-in metric carries a :class:`BatchedSpec` in its ``batched`` attribute:
 
 * ``prepare(*arrays, **options) -> state`` validates and pre-computes what does not depend on the
   resample (sort orders, cell codes, one-hot features);
-* ``evaluate(state, W) -> ndarray`` returns ``(B,)`` or ``(B, k)`` values.
+* ``evaluate(state, R) -> ndarray`` returns ``(B,)`` or ``(B, k)`` values; ``R`` is a :class:`Resamples`
+  or a plain ``(B, n)`` count matrix.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["BatchedSpec", "batched", "CellIndex", "ones_weights", "safe_div"]
+__all__ = ["BatchedSpec", "batched", "CellIndex", "PatternSums", "Resamples", "as_weights", "ones_weights", "safe_div"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +48,38 @@ def batched(prepare: Callable[..., Any], evaluate: Callable[[Any, np.ndarray], n
         return fn
 
     return deco
+
+
+class Resamples:
+    """A block of bootstrap resamples: index matrix ``idx`` (B, n) and lazily its count matrix ``W``."""
+
+    def __init__(self, *, idx: np.ndarray | None = None, W: np.ndarray | None = None) -> None:
+        if idx is None and W is None:
+            raise ValueError("Resamples needs idx or W")
+        self.idx = idx
+        self._W = W
+        src = idx if idx is not None else W
+        self.b, self.n = src.shape  # type: ignore[union-attr]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.b, self.n)
+
+    @property
+    def W(self) -> np.ndarray:
+        if self._W is None:
+            b, n = self.b, self.n
+            small = b * n < 2**31 - 1
+            itype = np.int32 if small else np.int64
+            flat = (self.idx.astype(itype, copy=False) + (np.arange(b, dtype=itype) * n)[:, None]).ravel()
+            W = np.bincount(flat, minlength=b * n).reshape(b, n)
+            self._W = W.astype(np.int32) if small else W
+        return self._W
+
+
+def as_weights(R: Any) -> np.ndarray:
+    """The ``(B, n)`` count matrix of a :class:`Resamples` or of a plain array."""
+    return R.W if isinstance(R, Resamples) else np.asarray(R)
 
 
 def ones_weights(n: int) -> np.ndarray:
@@ -74,8 +114,18 @@ class CellIndex:
         self.nonempty = np.flatnonzero(counts)
         self.starts = starts[self.nonempty]
         self.codes = codes
+        self._codes32 = codes.astype(np.int32) if self.n_cells < 2**20 else codes
 
-    def __call__(self, W: np.ndarray) -> np.ndarray:
+    def _from_idx(self, idx: np.ndarray) -> np.ndarray:
+        B = idx.shape[0]
+        c = self._codes32[idx]
+        c += (np.arange(B, dtype=c.dtype) * self.n_cells)[:, None]
+        return np.bincount(c.ravel(), minlength=B * self.n_cells).reshape(B, self.n_cells).astype(np.float64)
+
+    def __call__(self, R: Any) -> np.ndarray:
+        if isinstance(R, Resamples) and R.idx is not None:
+            return self._from_idx(R.idx)
+        W = as_weights(R)
         B = W.shape[0]
         out = np.zeros((B, self.n_cells), dtype=np.float64)
         if self.nonempty.size == 0:
@@ -86,3 +136,29 @@ class CellIndex:
         Ws = W if self.sorted else W[:, self.order]
         out[:, self.nonempty] = np.add.reduceat(Ws, self.starts, axis=1)
         return out
+
+
+class PatternSums:
+    """Column sums ``W @ F`` of a binary feature matrix F, for a batch of count vectors.
+
+    When F has few distinct rows (e.g. one-hot attribute × task columns), samples are grouped by their row
+    pattern and counted with :class:`CellIndex`, then ``counts @ patterns``; otherwise a float matmul.
+    """
+
+    MAX_PATTERNS = 4096
+
+    def __init__(self, F: np.ndarray) -> None:
+        F = np.asarray(F)
+        self.F = F
+        patterns, inv = np.unique(F, axis=0, return_inverse=True)
+        if len(patterns) <= self.MAX_PATTERNS:
+            self.patterns = patterns.astype(np.float64)
+            self.cells: CellIndex | None = CellIndex(inv.reshape(-1), len(patterns))
+        else:
+            self.cells = None
+
+    def __call__(self, R: Any) -> np.ndarray:
+        if self.cells is not None:
+            return self.cells(R) @ self.patterns
+        W = as_weights(R)
+        return W.astype(np.float64) @ self.F.astype(np.float64)

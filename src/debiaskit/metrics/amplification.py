@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import CellIndex, batched, ones_weights, safe_div
+from debiaskit.metrics._batched import CellIndex, PatternSums, batched, ones_weights, safe_div
 from debiaskit.metrics._validation import as_numpy, check_binary, check_groups, check_lengths, warn
 
 __all__ = ["bias_amplification_zhao", "bias_amplification_directional", "bias_amplification_cvpr21", "one_hot"]
@@ -86,16 +86,13 @@ def _pair_products(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return (X[:, :, None] * Y[:, None, :]).reshape(len(X), -1)
 
 
-def _sums(W: np.ndarray, F: np.ndarray) -> np.ndarray:
-    return W.astype(np.float64) @ F.astype(np.float64)
-
-
 # ---- directional -------------------------------------------------------------------------------------
 
 
 @dataclass
 class _DirState:
-    F: np.ndarray  # features [A, T, A⊗T, pred⊗other]
+    F: PatternSums  # features [A, T, A⊗T, pred⊗other]
+    n: int
     nA: int
     nT: int
     direction: str
@@ -145,14 +142,14 @@ def _prep_dir(
             raise DebiaskitError("reference labels must have the same attribute/task columns as the evaluation labels")
         sign_ref = _sign_from(Ar, Tr)
     F = np.concatenate([A, T, _pair_products(A, T), pred_feat], axis=1)
-    return _DirState(F, A.shape[1], T.shape[1], direction, sign_ref)
+    return _DirState(PatternSums(F), len(F), A.shape[1], T.shape[1], direction, sign_ref)
 
 
-def _ev_dir(s: _DirState, W: np.ndarray) -> np.ndarray:
-    S = _sums(W, s.F)
+def _ev_dir(s: _DirState, R: Any) -> np.ndarray:
+    S = s.F(R)
     nA, nT = s.nA, s.nT
-    B = W.shape[0]
-    n = W.sum(1).astype(np.float64)[:, None, None]
+    B = R.shape[0]
+    n = float(s.n)
     cA = S[:, :nA]
     cT = S[:, nA : nA + nT]
     cAT = S[:, nA + nT : nA + nT + nA * nT].reshape(B, nA, nT)
@@ -196,7 +193,7 @@ def bias_amplification_directional(
         BA as a fraction (positive = amplification).
     """
     s = _prep_dir(attributes, tasks, predictions, direction=direction, attributes_ref=attributes_ref, tasks_ref=tasks_ref)
-    return float(_ev_dir(s, ones_weights(len(s.F)))[0])
+    return float(_ev_dir(s, ones_weights(s.n))[0])
 
 
 # ---- CVPR 2021 binary form ---------------------------------------------------------------------------
@@ -218,8 +215,8 @@ def _prep_cvpr(y_true: Any, y_pred: Any, groups: Any) -> _CvprState:
     return _CvprState(CellIndex((g * 2 + y) * 2 + p, 8))
 
 
-def _ev_cvpr(s: _CvprState, W: np.ndarray) -> np.ndarray:
-    c = s.cells(W).reshape(W.shape[0], 2, 2, 2)  # g, y, yhat
+def _ev_cvpr(s: _CvprState, R: Any) -> np.ndarray:
+    c = s.cells(R).reshape(R.shape[0], 2, 2, 2)  # g, y, yhat
     n = c.sum((1, 2, 3))[:, None, None]
     p_tg = c.sum(3).transpose(0, 2, 1) / n  # (B, t, g) joint P(y=t, g)
     p_t = p_tg.sum(2, keepdims=True)
@@ -246,7 +243,8 @@ def bias_amplification_cvpr21(y_true: Any, y_pred: Any, groups: Any) -> float:
 
 @dataclass
 class _ZhaoState:
-    F: np.ndarray  # [A⊗T, A⊗T̂]
+    F: PatternSums  # [A⊗T, A⊗T̂]
+    n: int
     nG: int
     nO: int
     b_ref: np.ndarray | None
@@ -281,12 +279,12 @@ def _prep_zhao(
         if missing.size:
             warn(f"task column(s) {missing.tolist()} are never predicted: b̃ is undefined, Zhao BA reported as NaN")
     F = np.concatenate([_pair_products(A, T), _pair_products(A, P)], axis=1)
-    return _ZhaoState(F, A.shape[1], T.shape[1], b_ref)
+    return _ZhaoState(PatternSums(F), len(F), A.shape[1], T.shape[1], b_ref)
 
 
-def _ev_zhao(s: _ZhaoState, W: np.ndarray) -> np.ndarray:
-    S = _sums(W, s.F)
-    B, G, O = W.shape[0], s.nG, s.nO
+def _ev_zhao(s: _ZhaoState, R: Any) -> np.ndarray:
+    S = s.F(R)
+    B, G, O = R.shape[0], s.nG, s.nO
     c_true = S[:, : G * O].reshape(B, G, O)
     c_pred = S[:, G * O :].reshape(B, G, O)
     b_star = _bias_scores(c_true) if s.b_ref is None else np.broadcast_to(s.b_ref, (B, G, O))
@@ -310,4 +308,4 @@ def bias_amplification_zhao(
             evaluation labels.
     """
     s = _prep_zhao(attributes, tasks, predictions, attributes_ref=attributes_ref, tasks_ref=tasks_ref, _warn=True)
-    return float(_ev_zhao(s, ones_weights(len(s.F)))[0])
+    return float(_ev_zhao(s, ones_weights(s.n))[0])

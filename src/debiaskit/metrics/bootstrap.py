@@ -1,9 +1,10 @@
 """Vectorised bootstrap confidence intervals for any metric.
 
 Resamples (n draws with replacement from n samples) are drawn as index matrices from one seeded NumPy
-``Generator`` and turned into count matrices ``W`` (``W[b, i]`` = how often sample i is in resample b).
-Built-in metrics (those with a ``batched`` attribute, see :mod:`debiaskit.metrics._batched`) evaluate a
-whole block of resamples with array operations — there is no Python loop over resamples. Blocks have
+``Generator`` (and, where a metric needs them, turned into count matrices ``W``, ``W[b, i]`` = how often
+sample i is in resample b). Built-in metrics (those with a ``batched`` attribute, see
+:mod:`debiaskit.metrics._batched`) evaluate a whole block of resamples with array operations — there is
+no Python loop over resamples. Blocks have
 ``max(1, 2**22 // n)`` rows so memory stays bounded (≈ 32 MB per array) at any n; the block size depends
 only on n, so results depend only on (seed, n, n_boot): **two metrics bootstrapped with the same seed on
 the same samples use the same resamples** (a joint bootstrap). Any other callable ``metric(*arrays, **kw)``
@@ -30,10 +31,10 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import BatchedSpec
+from debiaskit.metrics._batched import BatchedSpec, Resamples
 from debiaskit.metrics._validation import as_numpy, check_lengths
 
-__all__ = ["BootstrapResult", "bootstrap", "resample_weights", "block_rows"]
+__all__ = ["BootstrapResult", "bootstrap", "bootstrap_many", "resample_blocks", "resample_weights", "block_rows"]
 
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -42,18 +43,22 @@ def block_rows(n: int, n_boot: int) -> int:
     return max(1, min(n_boot, _BLOCK_ELEMENTS // max(n, 1)))
 
 
-def resample_weights(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[np.ndarray]:
-    """Yield count matrices ``(b, n)`` (b ≤ block size) for ``n_boot`` bootstrap resamples in total."""
+def resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[Resamples]:
+    """Yield blocks of bootstrap resamples (index matrices ``(b, n)``, b ≤ block size), ``n_boot`` in total."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     rows = block_rows(n, n_boot)
+    itype = np.int32 if n < 2**31 - 1 else np.int64
     done = 0
     while done < n_boot:
         b = min(rows, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
-        idx += (np.arange(b, dtype=np.int64) * n)[:, None]
-        W = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
-        yield W
+        yield Resamples(idx=rng.integers(0, n, size=(b, n), dtype=itype))
         done += b
+
+
+def resample_weights(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[np.ndarray]:
+    """Yield count matrices ``(b, n)`` (``W[b, i]`` = copies of sample i) for ``n_boot`` resamples in total."""
+    for R in resample_blocks(n, n_boot, seed=seed):
+        yield R.W
 
 
 @dataclass
@@ -155,22 +160,73 @@ def bootstrap(
         raise DebiaskitError(f"n_boot must be at least 2, got {n_boot}")
     if not arrays:
         raise DebiaskitError("bootstrap needs the per-sample arrays of the metric (e.g. y_true, y_pred, groups)")
-    arrays_np = tuple(as_numpy(a, name=f"array {i}") for i, a in enumerate(arrays))
-    n = check_lengths(**{f"array_{i}": a for i, a in enumerate(arrays_np)})
-    spec: BatchedSpec | None = getattr(metric, "batched", None)
+    res = bootstrap_many({"metric": (metric, arrays, metric_kwargs)}, n_boot=n_boot, stat=stat, ci=ci,
+                         interval=interval, pool=pool, seed=seed)
+    return res["metric"]
 
-    point = metric(*arrays, **metric_kwargs)
-    point = np.asarray(point, dtype=np.float64)
-    if spec is not None:
-        state = spec.prepare(*arrays_np, **metric_kwargs)
-        parts = [np.asarray(spec.evaluate(state, W), dtype=np.float64) for W in resample_weights(n, n_boot, seed=seed)]
-        values = np.concatenate(parts, axis=0)
-    else:
-        values = _loop(metric, arrays_np, metric_kwargs, n, n_boot, seed)
-    if pool and values.ndim == 2:
-        values = values.reshape(-1)
-        point = np.asarray(np.nanmean(point) if point.ndim else point)
-    return _summarise(values, point, stat=stat, ci=ci, interval=interval, seed=seed)
+
+def bootstrap_many(
+    jobs: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],
+    *,
+    n_boot: int = 500,
+    stat: Literal["point", "median", "mean"] = "point",
+    ci: float = 0.95,
+    interval: Literal["percentile", "2sigma"] = "percentile",
+    convention: Literal["cvpr21"] | None = None,
+    pool: bool | dict[str, bool] = False,
+    seed: int = 0,
+) -> dict[str, BootstrapResult]:
+    """Bootstrap several metrics on the **same** resamples, drawing each block of count vectors once.
+
+    ``jobs`` maps a name to ``(metric, arrays, metric_kwargs)``; all arrays must have the same number of
+    samples. Results equal calling :func:`bootstrap` for each job with the same seed, but the resample
+    matrix is generated once per block and shared (faster when there are several metrics).
+    ``pool`` may be a dict ``{name: bool}``.
+    """
+    if convention is not None:
+        if convention != "cvpr21":
+            raise DebiaskitError(f"unknown convention {convention!r}; the only one is 'cvpr21'")
+        stat, interval = "median", "2sigma"
+    if stat not in ("point", "median", "mean"):
+        raise DebiaskitError(f"stat must be 'point', 'median' or 'mean', got {stat!r}")
+    if interval not in ("percentile", "2sigma"):
+        raise DebiaskitError(f"interval must be 'percentile' or '2sigma', got {interval!r}")
+    if not 0 < ci < 1:
+        raise DebiaskitError(f"ci must be in (0, 1), got {ci}")
+    if int(n_boot) < 2:
+        raise DebiaskitError(f"n_boot must be at least 2, got {n_boot}")
+    if not jobs:
+        raise DebiaskitError("no metrics to bootstrap")
+    prepared = {}
+    n_all = set()
+    for name, (metric, arrays, kw) in jobs.items():
+        if not arrays:
+            raise DebiaskitError("bootstrap needs the per-sample arrays of the metric (e.g. y_true, y_pred, groups)")
+        arrays_np = tuple(as_numpy(a, name=f"array {i}") for i, a in enumerate(arrays))
+        n_all.add(check_lengths(**{f"array_{i}": a for i, a in enumerate(arrays_np)}))
+        point = np.asarray(metric(*arrays, **kw), dtype=np.float64)
+        spec: BatchedSpec | None = getattr(metric, "batched", None)
+        state = spec.prepare(*arrays_np, **kw) if spec is not None else None
+        prepared[name] = (metric, arrays_np, kw, spec, state, point)
+    if len(n_all) != 1:
+        raise DebiaskitError(f"all bootstrapped metrics must use the same samples; got sizes {sorted(n_all)}")
+    n = n_all.pop()
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in jobs}
+    loops = [name for name, v in prepared.items() if v[3] is None]
+    if len(loops) < len(prepared):
+        for R in resample_blocks(n, n_boot, seed=seed):
+            for name, (_, _, _, spec, state, _) in prepared.items():
+                if spec is not None:
+                    parts[name].append(np.asarray(spec.evaluate(state, R), dtype=np.float64))
+    out = {}
+    for name, (metric, arrays_np, kw, spec, state, point) in prepared.items():
+        values = np.concatenate(parts[name], axis=0) if spec is not None else _loop(metric, arrays_np, kw, n, n_boot, seed)
+        do_pool = pool.get(name, False) if isinstance(pool, dict) else pool
+        if do_pool and values.ndim == 2:
+            values = values.reshape(-1)
+            point = np.asarray(np.nanmean(point) if point.ndim else point)
+        out[name] = _summarise(values, point, stat=stat, ci=ci, interval=interval, seed=seed)
+    return out
 
 
 def _loop(metric: Callable[..., Any], arrays: tuple[np.ndarray, ...], kw: dict, n: int, n_boot: int, seed: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import batched, ones_weights
+from debiaskit.metrics._batched import as_weights, batched, ones_weights
 from debiaskit.metrics._validation import check_binary, check_lengths, check_scores, warn
 
 __all__ = ["average_precision", "mean_average_precision", "average_precision_batched"]
@@ -30,9 +30,11 @@ __all__ = ["average_precision", "mean_average_precision", "average_precision_bat
 
 @dataclass
 class _APLabel:
-    order: np.ndarray  # indices sorting scores in decreasing order
-    y_sorted: np.ndarray  # int8 labels in that order
-    ends: np.ndarray  # last position of each block of tied scores
+    n: int
+    order_pos: np.ndarray  # original indices of the positives, by decreasing score
+    order_neg: np.ndarray  # original indices of the negatives, by decreasing score
+    last_pos: np.ndarray  # per score block containing positives: index (into order_pos) of its last positive
+    neg_upto: np.ndarray  # per such block: number of negatives in this or higher-scored blocks
 
 
 @dataclass
@@ -42,27 +44,32 @@ class _APState:
     multilabel: bool
 
 
+def _prepare_label(y: np.ndarray, s: np.ndarray) -> _APLabel:
+    order = np.argsort(-s, kind="stable")
+    ss, ys = s[order], y[order]
+    block = np.concatenate([[0], np.cumsum(np.diff(ss) != 0)])  # tied scores share a block
+    pos = ys == 1
+    bp, bn = block[pos], block[~pos]
+    ub = np.unique(bp)
+    last_pos = np.searchsorted(bp, ub, side="right") - 1
+    neg_upto = np.searchsorted(bn, ub, side="right")
+    return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto)
+
+
 def _prepare(y_true: Any, scores: Any, *, average: Literal["macro"] | None = "macro", _warn: bool = True) -> _APState:
     if average not in ("macro", None):
         raise DebiaskitError(f"average must be 'macro' or None, got {average!r}")
     y = check_binary(y_true, name="y_true", allow_2d=True)
     s = check_scores(scores, name="scores", allow_2d=True)
-    if y.shape != s.shape:
-        if y.ndim != s.ndim:
-            raise DebiaskitError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
-        check_lengths(y_true=y, scores=s)
-        raise DebiaskitError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
     check_lengths(y_true=y, scores=s)
+    if y.shape != s.shape:
+        raise DebiaskitError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
     multilabel = y.ndim == 2
     Y = y if multilabel else y[:, None]
     S = s if multilabel else s[:, None]
     labels = []
     for j in range(Y.shape[1]):
-        order = np.argsort(-S[:, j], kind="stable")
-        ss = S[order, j]
-        ends = np.flatnonzero(np.diff(ss) != 0)
-        ends = np.append(ends, len(ss) - 1)
-        labels.append(_APLabel(order, Y[order, j].astype(np.int64), ends))
+        labels.append(_prepare_label(Y[:, j], S[:, j]))
         if _warn and not Y[:, j].any():
             which = f"label {j}" if multilabel else "y_true"
             warn(f"{which} has no positive samples: AP is undefined and reported as NaN")
@@ -70,20 +77,30 @@ def _prepare(y_true: Any, scores: Any, *, average: Literal["macro"] | None = "ma
 
 
 def _evaluate_label(lab: _APLabel, W: np.ndarray) -> np.ndarray:
-    Ws = W[:, lab.order]
-    tp = np.cumsum(Ws * lab.y_sorted, axis=1)[:, lab.ends].astype(np.float64)
-    tot = np.cumsum(Ws, axis=1)[:, lab.ends].astype(np.float64)
-    P = tp[:, -1]
+    """AP = (1/P) Σ_blocks Δtp_block · tp_block / (tp_block + fp_block), counts weighted by W."""
+    B = W.shape[0]
+    out = np.full(B, np.nan)
+    if lab.order_pos.size == 0:
+        return out
+    acc = np.float64 if W.dtype.kind == "f" else (np.int64 if lab.n >= 2**31 else np.int32)
+    cp = np.cumsum(W[:, lab.order_pos], axis=1, dtype=acc)
+    tp = cp[:, lab.last_pos].astype(np.float64)
+    if lab.order_neg.size:
+        cn = np.cumsum(W[:, lab.order_neg], axis=1, dtype=acc)
+        fp = np.where(lab.neg_upto > 0, cn[:, np.maximum(lab.neg_upto - 1, 0)], 0).astype(np.float64)
+    else:
+        fp = np.zeros_like(tp)
+    tot = tp + fp
     dtp = np.diff(tp, axis=1, prepend=0.0)
     prec = np.zeros_like(tp)
     np.divide(tp, tot, out=prec, where=tot > 0)
-    num = (dtp * prec).sum(axis=1)
-    out = np.full(W.shape[0], np.nan)
-    np.divide(num, P, out=out, where=P > 0)
+    P = tp[:, -1]
+    np.divide((dtp * prec).sum(axis=1), P, out=out, where=P > 0)
     return out
 
 
-def _evaluate(state: _APState, W: np.ndarray) -> np.ndarray:
+def _evaluate(state: _APState, R: Any) -> np.ndarray:
+    W = as_weights(R)
     per = np.stack([_evaluate_label(lab, W) for lab in state.labels], axis=1)  # (B, L)
     if not state.multilabel:
         return per[:, 0]
@@ -120,7 +137,7 @@ def average_precision(
         AP in [0, 1] (the CVPR 2021 tables show ×100); NaN for a label without positives.
     """
     state = _prepare(y_true, scores, average=average)
-    out = _evaluate(state, ones_weights(len(state.labels[0].order)))[0]
+    out = _evaluate(state, ones_weights(state.labels[0].n))[0]
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -140,6 +157,6 @@ def average_precision_batched(y_true: Any, scores: Any, weights: Any, *, average
     if W.ndim == 1:
         W = W[None]
     state = _prepare(y_true, scores, average=average, _warn=False)
-    if W.shape[1] != len(state.labels[0].order):
-        raise DebiaskitError(f"weights has {W.shape[1]} columns but there are {len(state.labels[0].order)} samples")
+    if W.shape[1] != state.labels[0].n:
+        raise DebiaskitError(f"weights has {W.shape[1]} columns but there are {state.labels[0].n} samples")
     return _evaluate(state, W)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import BatchedSpec, batched, ones_weights, safe_div
+from debiaskit.metrics._batched import BatchedSpec, as_weights, batched, ones_weights, safe_div
 from debiaskit.metrics._validation import as_numpy, check_binary, check_groups, check_lengths, check_scores, group_name, warn
 from debiaskit.metrics.bootstrap import resample_weights
 from debiaskit.metrics.fairness import accuracy, false_positive_rate, selection_rate, true_positive_rate
@@ -63,8 +63,8 @@ def _count_prepare(y: Any, p: Any) -> int:
     return len(y)
 
 
-def _count_eval(n: int, W: np.ndarray) -> np.ndarray:
-    return W.sum(1).astype(np.float64)
+def _count_eval(n: int, W: Any) -> np.ndarray:
+    return as_weights(W).sum(1).astype(np.float64)
 
 
 @batched(_count_prepare, _count_eval, n_arrays=2)
