@@ -158,9 +158,24 @@ def load_generator(
     path = Path(s)
     if not path.is_file():
         raise DebiaskitError(f"generator file {path} not found")
-    # 1) TorchScript archive
+    # 1) debiaskit GAN checkpoint (plain tensors/dicts: safe to load with weights_only)
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a plain checkpoint
+        obj = None
+    if isinstance(obj, dict) and obj.get("kind") == "debiaskit-gan":
+        from debiaskit.generative.gan import load_gan_generator
+
+        g = load_gan_generator(path)
+        return ModuleGenerator(g, latent_dim=g.latent_dim, output_range=g.output_range, out_size=out_size,
+                               batch_size=batch_size, name=str(path))
+    # 2) TorchScript archive
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception:  # noqa: BLE001 - not a TorchScript archive
         scripted = None
     if scripted is not None:
@@ -170,17 +185,6 @@ def load_generator(
         if d is None or r is None:
             raise DebiaskitError(f"{path} is a TorchScript generator: declare its latent_dim and output_range")
         return ModuleGenerator(scripted, latent_dim=int(d), output_range=tuple(r), out_size=out_size,
-                               batch_size=batch_size, name=str(path))
-    # 2) debiaskit GAN checkpoint (plain tensors/dicts: safe to load with weights_only)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
-        obj = None
-    if isinstance(obj, dict) and obj.get("kind") == "debiaskit-gan":
-        from debiaskit.generative.gan import load_gan_generator
-
-        g = load_gan_generator(path)
-        return ModuleGenerator(g, latent_dim=g.latent_dim, output_range=g.output_range, out_size=out_size,
                                batch_size=batch_size, name=str(path))
     # 3) a pickled nn.Module
     if not trust_pickle:
