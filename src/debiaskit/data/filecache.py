@@ -169,7 +169,7 @@ def build_image_cache(
         on_error: ``"fail"`` (default) raises on the first undecodable file, naming it; ``"skip"``
             leaves such files out and lists them in ``skipped``.
         name: a label for the cache file name and messages (e.g. ``"bffhq-train"``).
-        progress: show a tqdm bar while decoding.
+        progress: show a tqdm bar while decoding (only on a terminal, as the trainer).
         num_workers: decoding threads (PIL releases the GIL while decoding); default ``min(4, cpu_count)``.
     """
     if on_error not in ("fail", "skip"):
@@ -255,7 +255,7 @@ def _build(
         mm = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, channels, *size))
         row = 0
         chunk = 256
-        bar = tqdm(total=n, desc=f"caching {name} {size[0]}x{size[1]}", unit="img", disable=not progress,
+        bar = tqdm(total=n, desc=f"caching {name} {size[0]}x{size[1]}", unit="img", disable=None if progress else True,
                    leave=False)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for start in range(0, n, chunk):
