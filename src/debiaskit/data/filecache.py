@@ -255,8 +255,8 @@ def _build(
         mm = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, channels, *size))
         row = 0
         chunk = 256
-        bar = tqdm(total=n, desc=f"caching {name} {size[0]}x{size[1]}", unit="img", disable=None if progress else True,
-                   leave=False)
+        bar = tqdm(total=n, desc=f"caching {name} {size[0]}x{size[1]}", unit="img",
+                   disable=None if progress else True, leave=False)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for start in range(0, n, chunk):
                 for i, arr, err in pool.map(work, range(start, min(n, start + chunk))):
