@@ -11,6 +11,7 @@ import importlib
 
 _AUDIT_MODULES: list[str] = [
     "debiaskit.commands.audit_predictions",
+    "debiaskit.commands.audit_leakage",
 ]
 
 

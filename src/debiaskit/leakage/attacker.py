@@ -117,6 +117,7 @@ def _accuracy(model: BatchedAttacker, x: torch.Tensor, y: torch.Tensor, chunk: i
 def train_attackers(
     x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
     x_test: torch.Tensor, y_test: torch.Tensor, *, multilabel: bool, config: AttackerConfig, seed: int,
+    n_out: int = 2,
 ) -> AttackerRun:
     """Train M attackers on ``x_train (M, n, F)`` / ``y_train (M, n)`` and score them (spec §B2).
 
@@ -130,28 +131,29 @@ def train_attackers(
         torch.set_num_threads(int(config.num_threads))
     try:
         return _train_all(x_train, y_train, x_val, y_val, x_test, y_test, multilabel=multilabel, config=config,
-                          seed=seed, device=device, m_all=m_all)
+                          seed=seed, device=device, m_all=m_all, n_out=n_out)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train_all(x_train, y_train, x_val, y_val, x_test, y_test, *, multilabel, config, seed, device, m_all):
+def _train_all(x_train, y_train, x_val, y_val, x_test, y_test, *, multilabel, config, seed, device, m_all, n_out):
     out_val, out_test, out_ep = [], [], []
     for s in range(0, m_all, config.max_models):
         sl = slice(s, min(s + config.max_models, m_all))
         gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + s)
         run = _train_chunk(x_train[sl], y_train[sl], x_val[sl], y_val[sl], x_test[sl], y_test[sl],
-                           depth=config.resolved_depth(multilabel), config=config, gen=gen, device=device)
+                           depth=config.resolved_depth(multilabel), config=config, gen=gen, device=device,
+                           n_out=n_out)
         out_val.append(run.val_accuracy)
         out_test.append(run.test_accuracy)
         out_ep.append(run.best_epoch)
     return AttackerRun(torch.cat(out_val), torch.cat(out_test), torch.cat(out_ep))
 
 
-def _train_chunk(xtr, ytr, xva, yva, xte, yte, *, depth, config, gen, device) -> AttackerRun:
+def _train_chunk(xtr, ytr, xva, yva, xte, yte, *, depth, config, gen, device, n_out) -> AttackerRun:
     m, n, f = xtr.shape
-    model = BatchedAttacker(m, f, hidden=config.hidden, depth=depth, negative_slope=config.negative_slope,
-                            generator=gen).to(device)
+    model = BatchedAttacker(m, f, hidden=config.hidden, depth=depth, n_out=n_out,
+                            negative_slope=config.negative_slope, generator=gen).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rows = torch.arange(m, device=device)[:, None]
     best_val = torch.full((m,), -1.0, device=device)
@@ -166,7 +168,7 @@ def _train_chunk(xtr, ytr, xva, yva, xte, yte, *, depth, config, gen, device) ->
             if idx.shape[1] < 2:
                 break
             logits = model(xtr[rows, idx])
-            loss = F.cross_entropy(logits.reshape(-1, 2), ytr[rows, idx].reshape(-1), reduction="sum") / idx.shape[1]
+            loss = F.cross_entropy(logits.reshape(-1, n_out), ytr[rows, idx].reshape(-1), reduction="sum") / idx.shape[1]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -15,7 +15,8 @@ import numpy as np
 
 from debiaskit.errors import DebiaskitError
 
-__all__ = ["PAPER_SIZES", "folded_accuracy", "as_binary_protected", "balanced_indices", "resolve_sizes"]
+__all__ = ["PAPER_SIZES", "folded_accuracy", "as_binary_protected", "as_group_codes", "balanced_indices",
+           "resolve_sizes"]
 
 #: per-group sample sizes (train, val, test) of the paper's attacker subsets (spec §B2/B7)
 PAPER_SIZES: dict[str, tuple[int, int, int]] = {"coco": (3000, 1500, 1500), "imsitu": (7300, 3000, 3000)}
@@ -43,6 +44,24 @@ def as_binary_protected(protected: Any, *, what: str = "protected") -> np.ndarra
             f"({', '.join(map(str, vals[:10]))}{', ...' if len(vals) > 10 else ''})"
         )
     return codes.astype(np.int64)
+
+
+def as_group_codes(protected: Any, *, what: str = "protected") -> tuple[np.ndarray, int]:
+    """Code a protected attribute with two or more values as ``0..G-1`` (sorted values); returns (codes, G).
+
+    Extension beyond the paper (binary gender): with G > 2 groups (e.g. the 10 colours of Colored MNIST)
+    the attacker is a G-way classifier on G-balanced subsets and leakage is its plain accuracy (chance 1/G).
+    """
+    g = np.asarray(protected).reshape(-1)
+    if g.size == 0:
+        raise DebiaskitError(f"{what}: no samples")
+    vals, codes = np.unique(g, return_inverse=True)
+    if len(vals) == 1:
+        raise DebiaskitError(
+            f"{what}: the protected attribute has a single value ({vals[0]!r} for all {g.size} samples); "
+            "leakage needs at least two groups"
+        )
+    return codes.astype(np.int64), int(len(vals))
 
 
 def resolve_sizes(sizes: str | tuple[int | None, int | None, int | None] | None) -> tuple[int | None, ...]:
@@ -78,17 +97,19 @@ def balanced_indices(
         min_per_group: fewer than this in the smaller group is an error (message gives the counts).
 
     Returns:
-        ``(indices (rounds, 2k) int64, k)``; row r holds k indices of group 0 followed by k of group 1,
-        each a uniform random subset without replacement.
+        ``(indices (rounds, G·k) int64, k)``; row r holds k indices of group 0, then k of group 1, ...,
+        each a uniform random subset without replacement (G = number of groups, 2 in the paper).
     """
     g = np.asarray(protected)
-    idx = [np.flatnonzero(g == v) for v in (0, 1)]
+    n_groups = max(2, int(g.max()) + 1) if g.size else 2
+    idx = [np.flatnonzero(g == v) for v in range(n_groups)]
     counts = [len(i) for i in idx]
     avail = min(counts)
     if avail < min_per_group:
         raise DebiaskitError(
-            f"{what}: too few samples to balance the protected groups: {counts[0]} with value 0 and "
-            f"{counts[1]} with value 1 (need at least {min_per_group} per group)"
+            f"{what}: too few samples to balance the protected groups: "
+            + ", ".join(f"{c} with value {v}" for v, c in enumerate(counts))
+            + f" (need at least {min_per_group} per group)"
         )
     k = avail if n_per_group is None else min(int(n_per_group), avail)
     parts = []

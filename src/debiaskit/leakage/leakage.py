@@ -29,7 +29,13 @@ import torch
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
 from debiaskit.leakage.attacker import AttackerConfig, train_attackers
-from debiaskit.leakage.balanced import as_binary_protected, balanced_indices, folded_accuracy, resolve_sizes
+from debiaskit.leakage.balanced import (
+    as_binary_protected,
+    as_group_codes,
+    balanced_indices,
+    folded_accuracy,
+    resolve_sizes,
+)
 
 __all__ = [
     "LeakageResult",
@@ -44,6 +50,7 @@ __all__ = [
     "expected_macro_f1",
     "perturbation_for_f1",
     "interpolate_monotone",
+    "holdout_split",
     "COCO_FLIP_GRID",
     "IMSITU_REPLACE_GRID",
 ]
@@ -252,10 +259,16 @@ def interpolate_monotone(f1: Sequence[float], leakage: Sequence[float], at: floa
 
 
 # ----------------------------------------------------------------------------------------------- core
+def holdout_split(protected: Any, *, seed: int = 0) -> list[np.ndarray]:
+    """Fixed 60/20/20 % train/val/test index split stratified by the protected attribute (seeded)."""
+    g, _ = as_group_codes(protected, what="data")
+    return _split_holdout(len(g), g, seed)
+
+
 def _split_holdout(n: int, g: np.ndarray, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng([seed, 7919])
     parts: list[list[np.ndarray]] = [[], [], []]
-    for v in (0, 1):
+    for v in range(int(g.max()) + 1):
         idx = rng.permutation(np.flatnonzero(g == v))
         a, b = int(round(0.6 * len(idx))), int(round(0.8 * len(idx)))
         for j, sl in enumerate((idx[:a], idx[a:b], idx[b:])):
@@ -268,7 +281,7 @@ def _prepare(x: Any, protected: Any, val: Split | None, test: Split | None, *, s
     if (val is None) != (test is None):
         raise DebiaskitError("give both val and test splits, or neither (then a 60/20/20 split is made)")
     if val is None:
-        g_all = as_binary_protected(protected, what="data")
+        g_all, _ = as_group_codes(protected, what="data")
         xa = np.asarray(x)
         if len(xa) != len(g_all):
             raise DebiaskitError(f"{len(xa)} label rows but {len(g_all)} protected values")
@@ -279,13 +292,17 @@ def _prepare(x: Any, protected: Any, val: Split | None, test: Split | None, *, s
     else:
         xs = [x, val[0], test[0]]
         raw = [np.asarray(protected).reshape(-1), np.asarray(val[1]).reshape(-1), np.asarray(test[1]).reshape(-1)]
+        codes, n_groups = as_group_codes(np.concatenate(raw), what="protected (all splits)")
         vals = np.unique(np.concatenate(raw))
-        codes = as_binary_protected(np.concatenate(raw), what="protected (all splits)")
         cuts = np.cumsum([len(r) for r in raw])[:-1]
         gs = np.split(codes, cuts)
-        for name, r in zip(("train", "val", "test"), raw):
-            as_binary_protected(r, what=name)
-        del vals
+        for name, r in zip(("train", "val", "test"), gs):
+            cnt = np.bincount(r, minlength=n_groups)
+            if cnt.min() < 2:
+                raise DebiaskitError(
+                    f"{name}: too few samples to balance the protected groups: "
+                    + ", ".join(f"{c} with value {v}" for v, c in zip(vals, cnt)) + " (need at least 2 per group)"
+                )
         how = "given train/val/test splits"
     if is_labels:
         feats, multilabel = encode_labels(xs, num_classes=num_classes)
@@ -317,10 +334,11 @@ def _draw(gs: list[np.ndarray], sizes: Any, rounds: int, rng: np.random.Generato
 
 
 def _run(xs: list[np.ndarray], ys: list[np.ndarray], *, multilabel: bool, cfg: AttackerConfig, seed: int,
-         device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         device: str, n_out: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = [torch.as_tensor(a).to(device) for a in xs]
     yt = [torch.as_tensor(a, dtype=torch.long).to(device) for a in ys]
-    run = train_attackers(t[0], yt[0], t[1], yt[1], t[2], yt[2], multilabel=multilabel, config=cfg, seed=seed)
+    run = train_attackers(t[0], yt[0], t[1], yt[1], t[2], yt[2], multilabel=multilabel, config=cfg, seed=seed,
+                          n_out=n_out)
     return run.test_accuracy.numpy().astype(np.float64), run.val_accuracy.numpy().astype(np.float64), run.best_epoch.numpy()
 
 
@@ -332,8 +350,9 @@ def _config(cfg: AttackerConfig, **extra: Any) -> dict[str, Any]:
 
 
 def _result(test_acc: np.ndarray, val_acc: np.ndarray, ep: np.ndarray, per_group: dict[str, int],
-            config: dict[str, Any]) -> LeakageResult:
-    leak = folded_accuracy(test_acc)
+            config: dict[str, Any], n_groups: int = 2) -> LeakageResult:
+    # folding (0.5 + |acc - 0.5|) is the paper's binary definition; with G > 2 groups: plain accuracy
+    leak = folded_accuracy(test_acc) if n_groups == 2 else np.asarray(test_acc, np.float64)
     return LeakageResult(mean=float(leak.mean()), std=float(leak.std()), per_round=[float(v) for v in leak],
                          test_accuracy=[float(v) for v in test_acc], val_accuracy=[float(v) for v in val_acc],
                          best_epoch=[int(v) for v in ep], per_group=per_group, config=config)
@@ -353,10 +372,12 @@ def _leakage(x: Any, protected: Any, *, val: Split | None, test: Split | None, n
     xs = [f[i] for f, i in zip(feats, idx)]
     ys = [g[i] for g, i in zip(gs, idx)]
     ml_arch = multilabel if is_labels else extra.get("multilabel_outputs", True)
-    test_acc, val_acc, ep = _run(xs, ys, multilabel=ml_arch, cfg=cfg, seed=seed, device=device)
+    n_groups = int(max(int(g.max()) for g in gs)) + 1
+    test_acc, val_acc, ep = _run(xs, ys, multilabel=ml_arch, cfg=cfg, seed=seed, device=device, n_out=n_groups)
     conf = _config(cfg, rounds=rounds, seed=seed, sizes_requested=list(resolve_sizes(sizes)), splits=how,
-                   depth_used=cfg.resolved_depth(ml_arch), n_features=int(feats[0].shape[1]), **extra)
-    return _result(test_acc, val_acc, ep, per_group, conf)
+                   depth_used=cfg.resolved_depth(ml_arch), n_features=int(feats[0].shape[1]), n_groups=n_groups,
+                   chance=1.0 / n_groups, folded=n_groups == 2, **extra)
+    return _result(test_acc, val_acc, ep, per_group, conf, n_groups)
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -437,7 +458,7 @@ def leakage_at_f1(
     if rounds < 1:
         raise DebiaskitError(f"rounds must be >= 1, got {rounds}")
     if val is None and test is None:
-        g_all = as_binary_protected(protected, what="data")
+        g_all, _ = as_group_codes(protected, what="data")
         parts = _split_holdout(len(g_all), g_all, seed)
         lab = np.asarray(labels)
         raw = [lab[p] for p in parts]
@@ -471,8 +492,9 @@ def leakage_at_f1(
             ys[s].append(gs[s][idx[s]])
     stacked = [np.concatenate(v, 0) for v in xs]
     ystacked = [np.concatenate(v, 0) for v in ys]
-    test_acc, _, _ = _run(stacked, ystacked, multilabel=multilabel, cfg=cfg, seed=seed, device=device)
-    leak = folded_accuracy(test_acc).reshape(len(ps), rounds)
+    n_groups = int(max(int(g.max()) for g in gs)) + 1
+    test_acc, _, _ = _run(stacked, ystacked, multilabel=multilabel, cfg=cfg, seed=seed, device=device, n_out=n_groups)
+    leak = (folded_accuracy(test_acc) if n_groups == 2 else test_acc).reshape(len(ps), rounds)
     curve = LeakageCurve(
         p=[float(v) for v in ps], f1_mean=[float(v) for v in f1s.mean(1)], f1_std=[float(v) for v in f1s.std(1)],
         leakage_mean=[float(v) for v in leak.mean(1)], leakage_std=[float(v) for v in leak.std(1)], mode=mode,

@@ -1,0 +1,302 @@
+"""``debiaskit audit labels`` and ``debiaskit audit model``: leakage audits (Wang et al., ICCV 2019).
+
+* ``audit labels FILE|--dataset NAME --protected COL [--alpha 1,2,3] [--out DIR]``: bias card of a label
+  set (counts, P(protected | label), most skewed labels, conflict ratio, Zhao b(o, g)), λ_D of the
+  original labels and of α-balanced subsets (α-split on the train part only; val/test stay original,
+  spec pitfall 16). The label set is split once 60/20/20 (stratified by the protected attribute).
+* ``audit model RUN_DIR``: λ_M of a trained run's logits (attacker trained on the model's outputs on its
+  own training split, selected on val, evaluated on test — spec pitfall 17), λ_D(F1) of randomly
+  perturbed ground truth at the model's test macro-F1, and Δ = λ_M − λ_D(F1).
+
+Outputs (``report.json``, ``report.md``, ``skew.png``) are written atomically after every input was
+validated and every number computed, so a failed audit leaves no partial report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from debiaskit import __version__
+from debiaskit.errors import DebiaskitError
+
+
+def register(audit_subparsers: Any) -> None:
+    """Add ``labels`` and ``model`` to the ``audit`` sub-command group."""
+    p = audit_subparsers.add_parser("labels", help="bias card + dataset leakage λ_D of a label set")
+    p.add_argument("file", nargs="?", help="CSV with label columns and a protected column")
+    p.add_argument("--dataset", help="label dataset: celeba, imsitu, coco_gender")
+    p.add_argument("--protected", help="protected column / attribute (CelebA default: Male)")
+    p.add_argument("--label-column", help="CSV: one column of class names (single-label) instead of 0/1 columns")
+    p.add_argument("--split", help="dataset split (celeba: train/val/test; imsitu: train/val/test; coco_gender: val/test)")
+    p.add_argument("--data-dir", help="data root with celeba/ and wang2019/ (default: $DEBIASKIT_DATA)")
+    p.add_argument("--alpha", default="", help="comma-separated α values for α-balanced subsets, e.g. 1,2,3")
+    p.add_argument("--out", help="write report.md, report.json and skew.png into this directory")
+    p.add_argument("--epochs", type=int, default=20, help="attacker epochs (paper: 100)")
+    p.add_argument("--rounds", type=int, default=5, help="leakage rounds (paper: 5)")
+    p.add_argument("--max-per-group", type=int, default=3000,
+                   help="cap on the balanced train subset per group (paper COCO 3000); val/test get half")
+    p.add_argument("--no-leakage", action="store_true", help="skip the attacker (counts and α-splits only)")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the attacker")
+    p.set_defaults(func=run_labels)
+
+    m = audit_subparsers.add_parser("model", help="λ_M, λ_D(F1) and amplification Δ of a trained run")
+    m.add_argument("run_dir", help="run directory written by `debiaskit train`")
+    m.add_argument("--kind", default="logits", choices=["logits", "probabilities", "thresholded"],
+                   help="attacker input (paper: logits)")
+    m.add_argument("--epochs", type=int, default=20)
+    m.add_argument("--rounds", type=int, default=5)
+    m.add_argument("--points", type=int, default=5, help="F1 grid points of the λ_D(F1) curve")
+    m.add_argument("--max-per-group", type=int, default=3000)
+    m.add_argument("--out", help="output directory (default: RUN_DIR/audit_leakage)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=None)
+    m.set_defaults(func=run_model)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _parse_alphas(text: str) -> list[float]:
+    if not text:
+        return []
+    out = []
+    for tok in text.split(","):
+        try:
+            a = float(tok)
+        except ValueError:
+            raise DebiaskitError(f"--alpha: {tok!r} is not a number (use e.g. --alpha 1,2,3)") from None
+        if not np.isfinite(a) or a < 1:
+            raise DebiaskitError(f"--alpha: every α must be >= 1, got {tok}")
+        out.append(a)
+    return out
+
+
+def _positive(name: str, v: int) -> None:
+    if v < 1:
+        raise DebiaskitError(f"{name} must be >= 1, got {v}")
+
+
+def _load_table(args: argparse.Namespace) -> Any:
+    from debiaskit.data.attribute_labels import load_label_csv, load_label_dataset
+
+    if bool(args.file) == bool(args.dataset):
+        raise DebiaskitError("give exactly one of FILE or --dataset NAME")
+    if args.file:
+        if not args.protected:
+            raise DebiaskitError("--protected COL is required with a label FILE")
+        return load_label_csv(args.file, protected=args.protected, single_label=args.label_column)
+    return load_label_dataset(args.dataset, data_dir=args.data_dir, split=args.split, protected=args.protected)
+
+
+def _png(card: Any, top_k: int) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(card.most_skewed)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 0.35 * top_k + 1.5), squeeze=False)
+    for ax, grp in zip(axes[0], groups):
+        rows = card.most_skewed[grp][:top_k][::-1]
+        ax.barh([r["label"] for r in rows], [r["p"] for r in rows], color="tab:blue")
+        base = card.base_rate[card.protected_names.index(grp)] if grp in card.protected_names else None
+        if base is not None:
+            ax.axvline(base, color="k", ls="--", lw=1, label=f"base rate {base:.2f}")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"P({grp} | label)")
+        ax.set_title(f"most skewed towards {grp}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _cfg(args: argparse.Namespace) -> Any:
+    from debiaskit.leakage import AttackerConfig
+
+    return AttackerConfig(epochs=args.epochs, num_threads=args.threads)
+
+
+# ------------------------------------------------------------------------------------------ labels
+def run_labels(args: argparse.Namespace) -> int:
+    from debiaskit.data.bias_card import bias_card, format_bias_card
+    from debiaskit.io import write_bytes, write_json, write_text
+    from debiaskit.leakage import balanced_split, dataset_leakage
+    from debiaskit.leakage.balanced import as_binary_protected
+    from debiaskit.leakage.leakage import holdout_split
+
+    alphas = _parse_alphas(args.alpha)
+    for name in ("epochs", "rounds", "max_per_group", "top_k"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    table = _load_table(args)
+    card = bias_card(table, top_k=args.top_k)
+    report: dict[str, Any] = {"version": __version__, "seed": args.seed, "data": {
+        "name": table.name, "split": table.split, "size": len(table), "fingerprint": table.fingerprint,
+        "info": table.info}, "bias_card": card.to_dict(), "alpha_splits": [], "leakage": None}
+    need_binary = bool(alphas) or not args.no_leakage
+    if need_binary:
+        as_binary_protected(table.protected, what=f"{table.name} protected attribute")
+    parts = holdout_split(table.protected, seed=args.seed) if not args.no_leakage else None
+    k = args.max_per_group
+    sizes = (k, max(1, k // 2), max(1, k // 2))
+    cfg = _cfg(args)
+    num_classes = None if table.multilabel else table.num_labels
+
+    def leak(train_idx: np.ndarray) -> dict[str, Any]:
+        tr, va, te = train_idx, parts[1], parts[2]  # type: ignore[index]
+        r = dataset_leakage(table.labels[tr], table.protected[tr], val=(table.labels[va], table.protected[va]),
+                            test=(table.labels[te], table.protected[te]), num_classes=num_classes, sizes=sizes,
+                            rounds=args.rounds, seed=args.seed, config=cfg)
+        return r.to_dict()
+
+    if not args.no_leakage:
+        report["leakage"] = leak(parts[0])  # type: ignore[index]
+        lk = report["leakage"]
+        from scipy import stats
+
+        vals = np.asarray(lk["per_round"])
+        half = float(stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+        lk["ci95"] = [lk["mean"] - half, lk["mean"] + half]
+        card.leakage = {"mean": lk["mean"], "std": lk["std"], "ci95": lk["ci95"], "rounds": args.rounds,
+                        "epochs": args.epochs}
+        report["bias_card"]["leakage"] = card.leakage
+    for a in alphas:
+        base_idx = parts[0] if parts is not None else np.arange(len(table))
+        b = balanced_split(table.labels[base_idx], table.protected[base_idx], a, seed=args.seed)
+        entry = {"alpha": a, **{k2: v for k2, v in b.report.items() if k2 != "per_label"},
+                 "applied_to": "train part of the 60/20/20 split" if parts is not None else "whole table"}
+        if not args.no_leakage:
+            try:
+                entry["leakage"] = leak(base_idx[b.indices])
+            except DebiaskitError as e:  # e.g. an α = 1 subset too small to balance: report, don't fail
+                entry["leakage_skipped"] = str(e)
+        report["alpha_splits"].append(entry)
+    text = format_bias_card(card, top_k=args.top_k)
+    md = [f"# Label audit: {table.name} [{table.split}]", "", f"debiaskit {__version__}, seed {args.seed}, "
+          f"data fingerprint {table.fingerprint}", "", "```", text, "```", ""]
+    if report["alpha_splits"]:
+        md += ["## α-balanced subsets", "", "| α | size | #protected=0 | #protected=1 | max label ratio | λ_D |",
+               "|---|---|---|---|---|---|"]
+        for e in report["alpha_splits"]:
+            lk = e.get("leakage")
+            lam = f"{100 * lk['mean']:.2f} ± {100 * lk['std']:.2f}" if lk else e.get("leakage_skipped", "–")
+            md.append(f"| {e['alpha']:g} | {e['size']} | {e['group_sizes'][0]} | {e['group_sizes'][1]} | "
+                      f"{e['max_ratio']:.3f} | {lam} |")
+        md.append("")
+    if report["leakage"]:
+        md += [f"λ_D: folded attacker accuracy on protected-balanced test subsets, {args.rounds} rounds, "
+               f"{args.epochs} epochs (paper: 100), ≤{k} per group in train; 60/20/20 split stratified by the "
+               "protected attribute; α-splits restrict the train part only.", ""]
+    print(text)
+    for e in report["alpha_splits"]:
+        lk = e.get("leakage")
+        print(f"alpha {e['alpha']:g}: {e['size']} samples ({e['group_sizes'][0]}/{e['group_sizes'][1]}), "
+              f"max ratio {e['max_ratio']:.3f}" + (f", λ_D {100 * lk['mean']:.2f} ± {100 * lk['std']:.2f} %" if lk else "")
+              + (f", λ_D skipped: {e['leakage_skipped']}" if "leakage_skipped" in e else ""))
+    if args.out:
+        png = _png(card, args.top_k)
+        out = Path(args.out)
+        md.insert(6, "![most skewed labels](skew.png)\n")
+        write_bytes(out / "skew.png", png)
+        write_json(out / "report.json", report)
+        write_text(out / "report.md", "\n".join(md))
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'skew.png'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ model
+def audit_model(run: Any, *, kind: str = "logits", epochs: int = 20, rounds: int = 5, points: int = 5,
+                max_per_group: int = 3000, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """λ_M, λ_D(F1) and Δ for a loaded run (see :func:`debiaskit.experiments.rundir.load_run`).
+
+    Uses the run's ``train`` split for the attacker's training data (the model's outputs on its own
+    training images, spec pitfall 17), ``val`` (or the first other split; else half of ``test``) for
+    selection and ``test`` for evaluation. The task is single-label (the run's logits over
+    ``num_classes``); the protected attribute is the dataset's bias attribute (G ≥ 2 groups; with G > 2
+    leakage is plain G-way accuracy, chance 1/G). Model F1 = macro-F1 of the argmax on ``test``.
+    """
+    from debiaskit.leakage import AttackerConfig, amplification, leakage_at_f1, macro_f1, model_leakage
+
+    splits = run.splits
+    names = list(splits)
+    if "train" not in names or "test" not in names:
+        raise DebiaskitError(f"the run's dataset needs train and test splits; has {', '.join(names)}")
+    val_name = "val" if "val" in names else next((s for s in names if s not in ("train", "test")), None)
+    data = {}
+    for s in {"train", "test", *( [val_name] if val_name else [])}:
+        ds = splits[s]
+        data[s] = (np.asarray(run.predict_logits(s).cpu().numpy(), np.float32), ds.targets.cpu().numpy(),
+                   ds.bias.cpu().numpy())
+    if val_name is None:
+        lo, y, g = data["test"]
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(g))
+        h1, h2 = np.sort(perm[: len(g) // 2]), np.sort(perm[len(g) // 2:])
+        data["val"] = (lo[h1], y[h1], g[h1])
+        data["test"] = (lo[h2], y[h2], g[h2])
+        val_name = "val (half of test)"
+        vkey = "val"
+    else:
+        vkey = val_name
+    n_classes = int(splits["train"].num_classes)
+    lt, yt, gt = data["train"]
+    lv, yv, gv = data[vkey]
+    le, ye, ge = data["test"]
+    model_f1 = float(macro_f1(ye, le.argmax(1), multilabel=False))
+    cfg = AttackerConfig(epochs=epochs, num_threads=threads)
+    sizes = (max_per_group, max(1, max_per_group // 2), max(1, max_per_group // 2))
+    lam_m = model_leakage(lt, gt, val=(lv, gv), test=(le, ge), multilabel=False, kind=kind, sizes=sizes,
+                          rounds=rounds, seed=seed, config=cfg)
+    hi = min(0.999, model_f1 + 0.15)
+    lo_f = max(0.02, model_f1 - 0.15)
+    f1_grid = list(np.linspace(lo_f, hi, max(2, points)))
+    curve, lam_d, extrap = leakage_at_f1(yt, gt, val=(yv, gv), test=(ye, ge), model_f1=model_f1, f1_grid=f1_grid,
+                                        num_classes=n_classes, sizes=sizes, rounds=rounds, seed=seed, config=cfg)
+    amp = amplification(lam_m, curve, model_f1)
+    return {"version": __version__, "seed": seed, "run": str(getattr(run, "path", "")), "kind": kind,
+            "splits": {"attacker_train": "train (model outputs on its own training images)",
+                       "attacker_val": val_name, "attacker_test": "test"},
+            "data_fingerprint": getattr(splits, "fingerprint", None), "model_f1": model_f1,
+            "lambda_M": lam_m.to_dict(), "lambda_D_at_F1": lam_d, "extrapolated": extrap, "delta": amp["delta"],
+            "curve": curve.to_dict()}
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from debiaskit.io import write_json, write_text
+
+    for name in ("epochs", "rounds", "points", "max_per_group"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise DebiaskitError(f"run directory not found: {run_dir}")
+    from debiaskit.experiments.rundir import load_run
+
+    run = load_run(run_dir)
+    res = audit_model(run, kind=args.kind, epochs=args.epochs, rounds=args.rounds, points=args.points,
+                      max_per_group=args.max_per_group, seed=args.seed, threads=args.threads)
+    lm = res["lambda_M"]
+    lines = [f"# Leakage audit of {run_dir}", "",
+             f"debiaskit {__version__}, seed {args.seed}, attacker input: {args.kind}, {args.rounds} rounds, "
+             f"{args.epochs} epochs (paper: 100)", "",
+             f"- model macro-F1 (test): {res['model_f1']:.4f}",
+             f"- λ_M: {100 * lm['mean']:.2f} ± {100 * lm['std']:.2f} %",
+             f"- λ_D(F1): {100 * res['lambda_D_at_F1']:.2f} %" + (" (extrapolated: model F1 outside the curve)" if res["extrapolated"] else ""),
+             f"- Δ = λ_M − λ_D(F1): {100 * res['delta']:+.2f} points", "",
+             "| p | F1 (val) | λ_D |", "|---|---|---|"]
+    c = res["curve"]
+    for p, f, lk, sd in zip(c["p"], c["f1_mean"], c["leakage_mean"], c["leakage_std"]):
+        lines.append(f"| {p:.4f} | {f:.4f} | {100 * lk:.2f} ± {100 * sd:.2f} |")
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out) if args.out else run_dir / "audit_leakage"
+    write_json(out / "report.json", res)
+    write_text(out / "report.md", text)
+    print(text)
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'}")
+    return 0
