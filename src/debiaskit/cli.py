@@ -25,6 +25,7 @@ _COMMAND_MODULES: list[str] = [
     "debiaskit.commands.generative",
     "debiaskit.commands.augment",
     "debiaskit.commands.audit",
+    "debiaskit.commands.predict",
 ]
 
 

@@ -86,3 +86,32 @@ def test_bootstrap_bad_inputs():
         bootstrap(selection_rate, [0, 1, 1], [0, 1], n_boot=10)
     with pytest.raises(DebiaskitError, match="convention"):
         bootstrap(selection_rate, [0, 1], [0, 1], convention="iccv19")
+
+
+def test_index_and_count_paths_agree_and_bootstrap_many_shares_resamples(monkeypatch):
+    from debiaskit.metrics import bias_amplification_directional, bootstrap_many, score_kl
+    from debiaskit.metrics._batched import PatternSums, Resamples
+    from debiaskit.metrics.bootstrap import resample_blocks
+
+    rng = np.random.default_rng(4)
+    n = 300
+    y = rng.integers(0, 2, n)
+    s = rng.random(n)
+    g = rng.integers(0, 3, n)
+    p = (s > 0.5).astype(int)
+    R = next(resample_blocks(n, 7, seed=1))
+    Wonly = Resamples(W=R.W)
+    for fn, arrays, kw in [(deo, (y, p, g), {}), (score_kl, (y, s, g % 2), {}),
+                           (bias_amplification_directional, (g, y, p), {})]:
+        st = fn.batched.prepare(*arrays, **kw)
+        np.testing.assert_allclose(fn.batched.evaluate(st, R), fn.batched.evaluate(st, Wonly), equal_nan=True)
+    # pattern counting equals the plain matmul fallback
+    st = bias_amplification_directional.batched.prepare(g, y, p)
+    a = bias_amplification_directional.batched.evaluate(st, R)
+    monkeypatch.setattr(PatternSums, "MAX_PATTERNS", 0)
+    st2 = bias_amplification_directional.batched.prepare(g, y, p)
+    assert st2.F.cells is None
+    np.testing.assert_allclose(bias_amplification_directional.batched.evaluate(st2, R), a, atol=1e-12)
+    many = bootstrap_many({"ap": (average_precision, (y, s), {}), "deo": (deo, (y, p, g), {})}, n_boot=20, seed=2)
+    np.testing.assert_array_equal(many["ap"].values, bootstrap(average_precision, y, s, n_boot=20, seed=2).values)
+    np.testing.assert_array_equal(many["deo"].values, bootstrap(deo, y, p, g, n_boot=20, seed=2).values)

@@ -22,6 +22,7 @@ A built-in metric carries a :class:`BatchedSpec` in its ``batched`` attribute:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,6 +59,7 @@ class Resamples:
             raise ValueError("Resamples needs idx or W")
         self.idx = idx
         self._W = W
+        self._cells: dict[tuple[str, int], np.ndarray] = {}  # cell counts shared by metrics with equal codes
         src = idx if idx is not None else W
         self.b, self.n = src.shape  # type: ignore[union-attr]
 
@@ -115,8 +117,15 @@ class CellIndex:
         self.starts = starts[self.nonempty]
         self.codes = codes
         self._codes32 = codes.astype(np.int32) if self.n_cells < 2**20 else codes
+        self._key = (hashlib.sha1(self._codes32.tobytes()).hexdigest(), self.n_cells)
 
-    def _from_idx(self, idx: np.ndarray) -> np.ndarray:
+    def _from_idx(self, R: "Resamples") -> np.ndarray:
+        hit = R._cells.get(self._key)
+        if hit is None:
+            hit = R._cells[self._key] = self._count_idx(R.idx)
+        return hit
+
+    def _count_idx(self, idx: np.ndarray) -> np.ndarray:
         B = idx.shape[0]
         c = self._codes32[idx]
         c += (np.arange(B, dtype=c.dtype) * self.n_cells)[:, None]
@@ -124,7 +133,7 @@ class CellIndex:
 
     def __call__(self, R: Any) -> np.ndarray:
         if isinstance(R, Resamples) and R.idx is not None:
-            return self._from_idx(R.idx)
+            return self._from_idx(R)
         W = as_weights(R)
         B = W.shape[0]
         out = np.zeros((B, self.n_cells), dtype=np.float64)

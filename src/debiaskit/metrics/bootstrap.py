@@ -36,7 +36,7 @@ from debiaskit.metrics._validation import as_numpy, check_lengths
 
 __all__ = ["BootstrapResult", "bootstrap", "bootstrap_many", "resample_blocks", "resample_weights", "block_rows"]
 
-_BLOCK_ELEMENTS = 1 << 22
+_BLOCK_ELEMENTS = 1 << 20
 
 
 def block_rows(n: int, n_boot: int) -> int:

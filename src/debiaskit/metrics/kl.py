@@ -88,10 +88,21 @@ def histogram_like_numpy(values: np.ndarray, weights: np.ndarray, *, presorted: 
     if not presorted:
         order = np.argsort(v, kind="stable")
         v, W = v[order], W[:, order]
-    present = W > 0
-    has = present.any(1)
-    first = v[np.argmax(present, axis=1)]
-    last = v[m - 1 - np.argmax(present[:, ::-1], axis=1)]
+    C = np.zeros((B, m + 1), dtype=np.float64 if W.dtype.kind == "f" else np.int64)
+    np.cumsum(W, axis=1, out=C[:, 1:])
+    total = C[:, -1]
+    has = total > 0
+    # first / last present sample per row: C is non-decreasing within a row, so offset the rows to make
+    # the flattened array globally sorted and locate C > 0 and C == total with one searchsorted each
+    span = (total.max() if B else 0) + 1
+    off = (np.arange(B) * span)[:, None]
+    flat = (C[:, 1:] + off).ravel()
+    i_first = np.searchsorted(flat, off[:, 0] + 0.5, side="left") - np.arange(B) * m
+    i_last = np.searchsorted(flat, off[:, 0] + total - 0.5, side="left") - np.arange(B) * m
+    i_first = np.clip(i_first, 0, m - 1)
+    i_last = np.clip(i_last, 0, m - 1)
+    first = v[i_first]
+    last = v[i_last]
     same = first == last
     first = np.where(same, first - 0.5, first)
     last = np.where(same, last + 0.5, last)
@@ -100,8 +111,6 @@ def histogram_like_numpy(values: np.ndarray, weights: np.ndarray, *, presorted: 
     edges[:, -1] = last
     pos = np.searchsorted(v, edges.ravel(), side="left").reshape(B, N_BINS + 1)
     pos[:, -1] = np.searchsorted(v, last, side="right")
-    C = np.zeros((B, m + 1), dtype=np.float64 if W.dtype.kind == "f" else np.int64)
-    np.cumsum(W, axis=1, out=C[:, 1:])
     at = np.take_along_axis(C, pos, axis=1)
     out = np.diff(at, axis=1).astype(np.float64)
     out[~has] = 0.0

@@ -35,6 +35,7 @@ class _APLabel:
     order_neg: np.ndarray  # original indices of the negatives, by decreasing score
     last_pos: np.ndarray  # per score block containing positives: index (into order_pos) of its last positive
     neg_upto: np.ndarray  # per such block: number of negatives in this or higher-scored blocks
+    distinct: bool = False  # no two positives share a score (then each positive is its own block)
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _prepare_label(y: np.ndarray, s: np.ndarray) -> _APLabel:
     ub = np.unique(bp)
     last_pos = np.searchsorted(bp, ub, side="right") - 1
     neg_upto = np.searchsorted(bn, ub, side="right")
-    return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto)
+    return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto, bool(len(ub) == len(bp)))
 
 
 def _prepare(y_true: Any, scores: Any, *, average: Literal["macro"] | None = "macro", _warn: bool = True) -> _APState:
@@ -83,19 +84,31 @@ def _evaluate_label(lab: _APLabel, W: np.ndarray) -> np.ndarray:
     if lab.order_pos.size == 0:
         return out
     acc = np.float64 if W.dtype.kind == "f" else (np.int64 if lab.n >= 2**31 else np.int32)
-    cp = np.cumsum(W[:, lab.order_pos], axis=1, dtype=acc)
-    tp = cp[:, lab.last_pos].astype(np.float64)
+    Wp = W[:, lab.order_pos]
+    cp = np.cumsum(Wp, axis=1, dtype=acc)
+    P = cp[:, -1].astype(np.float64)
     if lab.order_neg.size:
         cn = np.cumsum(W[:, lab.order_neg], axis=1, dtype=acc)
-        fp = np.where(lab.neg_upto > 0, cn[:, np.maximum(lab.neg_upto - 1, 0)], 0).astype(np.float64)
+        fp = cn[:, np.maximum(lab.neg_upto - 1, 0)]
+        if lab.neg_upto.size and lab.neg_upto[0] == 0:
+            fp[:, lab.neg_upto == 0] = 0
     else:
-        fp = np.zeros_like(tp)
+        fp = np.zeros((W.shape[0], lab.last_pos.size), dtype=acc)
+    if lab.distinct:
+        # each positive is its own block: Δtp = its weight, tp = cumulative positive weight
+        tp, dtp = cp, Wp
+    else:
+        tp = cp[:, lab.last_pos]
+        dtp = np.diff(tp, axis=1, prepend=0)
     tot = tp + fp
-    dtp = np.diff(tp, axis=1, prepend=0.0)
-    prec = np.zeros_like(tp)
-    np.divide(tp, tot, out=prec, where=tot > 0)
-    P = tp[:, -1]
-    np.divide((dtp * prec).sum(axis=1), P, out=out, where=P > 0)
+    if acc is np.float64:
+        prec = np.zeros(tot.shape)
+        np.divide(tp, tot, out=prec, where=tot > 0)
+    else:
+        np.maximum(tot, 1, out=tot)  # tot == 0 only where tp == 0 (term is 0 either way)
+        prec = tp / tot
+    num = np.einsum("ij,ij->i", dtp.astype(np.float64, copy=False), prec)
+    np.divide(num, P, out=out, where=P > 0)
     return out
 
 
