@@ -259,6 +259,16 @@ def interpolate_monotone(f1: Sequence[float], leakage: Sequence[float], at: floa
 
 
 # ----------------------------------------------------------------------------------------------- core
+def _as_array(x: Any, what: str = "labels") -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except ValueError:
+        raise DebiaskitError(f"{what}: label vectors of inconsistent widths (ragged rows)") from None
+    if a.dtype == object:
+        raise DebiaskitError(f"{what}: label vectors of inconsistent widths (ragged rows)")
+    return a
+
+
 def holdout_split(protected: Any, *, seed: int = 0) -> list[np.ndarray]:
     """Fixed 60/20/20 % train/val/test index split stratified by the protected attribute (seeded)."""
     g, _ = as_group_codes(protected, what="data")
@@ -282,7 +292,7 @@ def _prepare(x: Any, protected: Any, val: Split | None, test: Split | None, *, s
         raise DebiaskitError("give both val and test splits, or neither (then a 60/20/20 split is made)")
     if val is None:
         g_all, _ = as_group_codes(protected, what="data")
-        xa = np.asarray(x)
+        xa = _as_array(x)
         if len(xa) != len(g_all):
             raise DebiaskitError(f"{len(xa)} label rows but {len(g_all)} protected values")
         parts = _split_holdout(len(g_all), g_all, seed)
@@ -460,7 +470,7 @@ def leakage_at_f1(
     if val is None and test is None:
         g_all, _ = as_group_codes(protected, what="data")
         parts = _split_holdout(len(g_all), g_all, seed)
-        lab = np.asarray(labels)
+        lab = _as_array(labels)
         raw = [lab[p] for p in parts]
         gs = [g_all[p] for p in parts]
         how = "random 60/20/20 split stratified by the protected attribute"
