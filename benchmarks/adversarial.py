@@ -1,0 +1,293 @@
+"""Benchmark: adversarial debiasing (Wang et al. ICCV 2019) vs the bias-supervised baselines.
+
+Datasets: Colored MNIST at 1 % and 5 % conflicting samples (protected = colour, 10 values) and
+``celeba64_mini`` (targets Blond_Hair and Smiling, protected Male). Methods: vanilla, reweight, groupdro,
+adversarial on two taps (CMNIST MLP: ``layers.0`` / ``features``; CelebA cnn64: ``conv4`` = layer3 /
+``conv5`` = layer4, unpooled-flattened as the paper), adversarial_image.
+
+Per run (the reported model = the trainer's default selection rule, best accuracy on the biased ``val``
+split, i.e. early stopping on the task metric; identical for every method):
+
+* task metric: unbiased test accuracy (CMNIST; the LfF test split is colour-uniform) or test AP of the
+  positive-class probability (CelebA);
+* DEO (|TPR_male − TPR_female| at the calibrated threshold from val, CelebA only: undefined for 10 classes)
+  and BA (CelebA: CVPR 2021 binary form at that threshold; CMNIST: directional A→T BA of argmax
+  predictions with the *training* labels as reference, because the test split is colour-balanced);
+* λ_M: :func:`debiaskit.leakage.model_leakage` on the model's logits (attacker trained on the model's own
+  *train* outputs, paper pitfall 17; val/test = the val/test splits), λ_D(F1) from
+  :func:`debiaskit.leakage.leakage_at_f1` on the test labels' perturbation curve read at the model's
+  macro-F1, Δ = λ_M − λ_D(F1) (:func:`debiaskit.leakage.amplification`);
+* wall time of training.
+
+Results are appended to ``<out>/adversarial_runs.jsonl`` as they finish (resumable: finished entries are
+skipped); ``--summarise`` (also done at the end) writes ``adversarial.json`` and ``adversarial.md``.
+Use ``DEBIASKIT_NUM_THREADS`` / ``--threads`` (default 1) on shared CPUs.
+
+Example (the reduced configuration recorded in benchmarks/results/adversarial.md)::
+
+    python benchmarks/adversarial.py --datasets cmnist --tag _cmnist &
+    python benchmarks/adversarial.py --datasets celeba --tag _celeba &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def method_variants(dataset: str, args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, method, extra hparams) per dataset."""
+    if dataset == "colored_mnist":
+        taps = [("adversarial@layers.0", "layers.0"), ("adversarial@features", "features")]
+        img = {"unet_depth": 2, "unet_ngf": args.unet_ngf}
+    else:
+        taps = [("adversarial@conv4", "conv4"), ("adversarial@conv5", "conv5")]
+        img = {"unet_depth": 2, "unet_ngf": args.unet_ngf, "adv_model_kwargs": {"width": args.celeba_width}}
+    return [
+        ("vanilla", "vanilla", {}),
+        ("reweight", "reweight", {}),
+        ("groupdro", "groupdro", {}),
+        *[(lab, "adversarial", {"tap": t, "tap_pool": "flatten", "adv_lambda": 1.0}) for lab, t in taps],
+        ("adversarial_image", "adversarial_image", {"adv_lambda": 5.0, "l1_beta": 0.1, **img}),
+    ]
+
+
+def experiments(args: argparse.Namespace) -> list[dict[str, Any]]:
+    out = []
+    datasets = []
+    if "cmnist" in args.datasets:
+        for r in (0.01, 0.05):
+            datasets.append(("colored_mnist", f"cmnist_{int(r * 100)}pct",
+                             {"ratio": r, "data_dir": args.data_dir, "source": "data_dir"},
+                             {"model": "mlp_lff", "lr": 1e-3, "batch_size": 256, "steps": args.cmnist_steps}))
+    if "celeba" in args.datasets:
+        for t in ("Blond_Hair", "Smiling"):
+            datasets.append(("celeba64_mini", f"celeba_{t}",
+                             {"target": t, "protected": "Male", "data_dir": args.data_dir, "size": args.celeba_size},
+                             {"model": "cnn64", "model_kwargs": {"width": args.celeba_width}, "lr": 1e-3,
+                              "batch_size": args.celeba_batch, "steps": args.celeba_steps}))
+    for seed in args.seeds:
+        for name, key, ds_opts, hp in datasets:
+            for label, method, extra in method_variants(name, args):
+                out.append({"key": f"{key}/{label}/seed{seed}", "setting": key, "dataset": name, "label": label,
+                            "method": method, "seed": seed, "dataset_options": ds_opts, "hparams": {**hp, **extra}})
+    return out
+
+
+def _predict(cfg: dict[str, Any], run_dir: Path, rule: str) -> tuple[dict[str, np.ndarray], Any]:
+    from debiaskit.train.evaluate import predict_logits
+    from debiaskit.train.trainer import build_data, build_method
+
+    splits = build_data(cfg)
+    gen = torch.Generator().manual_seed(0)
+    method = build_method(cfg, splits, torch.device("cpu"), gen)
+    f = run_dir / f"model_{rule}.pt"
+    method.load_state_dict(torch.load(f if f.exists() else run_dir / "model_last.pt", map_location="cpu", weights_only=False))
+    logits = {s: predict_logits(method, splits[s], device=torch.device("cpu"), batch_size=1024).numpy() for s in splits}
+    return logits, splits
+
+
+def _metrics(exp: dict[str, Any], logits: dict[str, np.ndarray], splits: Any, curve_cache: dict, args) -> dict[str, Any]:
+    from debiaskit.leakage import AttackerConfig, amplification, leakage_at_f1, macro_f1, model_leakage
+    from debiaskit.metrics import (average_precision, bias_amplification_cvpr21, bias_amplification_directional,
+                                   calibrated_threshold, deo)
+
+    y = {s: splits[s].targets.numpy() for s in splits}
+    g = {s: splits[s].bias.numpy() for s in splits}
+    out: dict[str, Any] = {}
+    if exp["dataset"] == "celeba64_mini":
+        sc = {s: torch.softmax(torch.from_numpy(logits[s]), 1)[:, 1].numpy() for s in logits}
+        out["task_metric"] = float(average_precision(y["test"], sc["test"]))
+        out["task_metric_name"] = "test AP"
+        thr = float(calibrated_threshold(y["val"], sc["val"]))
+        pred = (sc["test"] > thr).astype(np.int64)
+        out["deo"] = float(deo(y["test"], pred, g["test"]))
+        out["ba"] = float(bias_amplification_cvpr21(y["test"], pred, g["test"]))
+        out["ba_kind"] = "CVPR21 binary, calibrated threshold"
+        f1_pred = pred
+    else:
+        pred = logits["test"].argmax(1)
+        out["task_metric"] = float((pred == y["test"]).mean())  # test split is colour-uniform
+        out["task_metric_name"] = "unbiased test accuracy"
+        out["deo"] = None
+        out["ba"] = float(bias_amplification_directional(g["test"], y["test"], pred, direction="a->t",
+                                                         attributes_ref=g["train"], tasks_ref=y["train"]))
+        out["ba_kind"] = "directional A->T, train labels as reference"
+        f1_pred = pred
+    if args.no_leakage:
+        return out
+    cfg = AttackerConfig(epochs=args.attacker_epochs, num_threads=args.threads)
+    sizes = (args.leak_train, args.leak_eval, args.leak_eval)
+    try:
+        lm = model_leakage(logits["train"], g["train"], val=(logits["val"], g["val"]), test=(logits["test"], g["test"]),
+                           multilabel=False, kind="logits", sizes=sizes, rounds=args.rounds, seed=exp["seed"], config=cfg)
+        k = splits["test"].num_classes
+        model_f1 = float(macro_f1(y["test"], f1_pred, multilabel=False))
+        ck = (exp["setting"], exp["seed"])
+        if ck not in curve_cache:
+            grid = [0.35, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99] if k == 2 else [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+            curve_cache[ck], _, _ = leakage_at_f1(y["train"], g["train"], val=(y["val"], g["val"]), test=(y["test"], g["test"]),
+                                                  f1_grid=grid, num_classes=k, sizes=sizes, rounds=args.rounds,
+                                                  seed=exp["seed"], config=cfg)
+        amp = amplification(lm, curve_cache[ck], model_f1)
+        out.update({"lambda_M": amp["lambda_M"], "lambda_M_std": amp["lambda_M_std"], "model_f1": model_f1,
+                    "lambda_D_at_F1": amp["lambda_D_at_F1"], "delta": amp["delta"], "extrapolated": amp["extrapolated"]})
+    except Exception as e:  # noqa: BLE001 - record, never lose the training result
+        out["leakage_error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def run_one(exp: dict[str, Any], args, curve_cache: dict) -> dict[str, Any]:
+    from debiaskit.experiments.config import resolve_config
+    from debiaskit.train import run_training
+
+    cfg = resolve_config({
+        "seed": exp["seed"], "device": "cpu", "method": exp["method"],
+        "dataset": {"name": exp["dataset"], **exp["dataset_options"]},
+        "hparams": exp["hparams"],
+        "train": {"eval_every": args.eval_every, "checkpoint_every": 10**9, "progress": False},
+    })
+    run_dir = Path(args.workdir) / exp["key"].replace("/", "__")
+    t0 = time.perf_counter()
+    res = run_training(cfg, run_dir)
+    wall = res.result["wall_time_s"]
+    rule = res.result["reported_selection"]
+    logits, splits = _predict(cfg, run_dir, rule)
+    rec = {k: exp[k] for k in ("key", "setting", "dataset", "label", "method", "seed")}
+    rec.update({"train_wall_s": wall, "total_wall_s": None, "selection": rule,
+                "selected_step": res.result["selection"].get(rule, {}).get("step"),
+                "labels_consumed": res.result["labels_consumed"], "steps": res.result["steps"],
+                "hparams": exp["hparams"], "dataset_options": {k: v for k, v in exp["dataset_options"].items() if k != "data_dir"},
+                "data_fingerprint": res.result["data"]["fingerprint"], "debiaskit_version": res.result["debiaskit_version"]})
+    rec.update(_metrics(exp, logits, splits, curve_cache, args))
+    if exp["method"] == "adversarial_image":
+        rec["mask_grid"] = str(run_dir / "mask_grid.png") if (run_dir / "mask_grid.png").exists() else None
+    rec["total_wall_s"] = time.perf_counter() - t0
+    return rec
+
+
+def _fmt(vals: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    v = [x for x in vals if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not v:
+        return "n/a"
+    m = float(np.mean(v)) * scale
+    if len(v) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {float(np.std(v)) * scale:.{digits}f}"
+
+
+def summarise(out_dir: Path, args) -> None:
+    runs = [json.loads(l) for f in sorted(out_dir.glob("adversarial_runs*.jsonl"))
+            for l in f.read_text().splitlines() if l.strip()]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["setting"], r["label"]), []).append(r)
+    table = []
+    for (setting, label), rs in groups.items():
+        table.append({
+            "setting": setting, "method": label, "seeds": sorted(r["seed"] for r in rs), "n": len(rs),
+            "task_metric_name": rs[0]["task_metric_name"],
+            **{f"{k}_mean": (float(np.mean([r[k] for r in rs if r.get(k) is not None])) if any(r.get(k) is not None for r in rs) else None)
+               for k in ("task_metric", "deo", "ba", "lambda_M", "lambda_D_at_F1", "delta", "train_wall_s")},
+            **{f"{k}_std": (float(np.std([r[k] for r in rs if r.get(k) is not None])) if any(r.get(k) is not None for r in rs) else None)
+               for k in ("task_metric", "deo", "ba", "lambda_M", "lambda_D_at_F1", "delta", "train_wall_s")},
+        })
+    from debiaskit import __version__
+    from debiaskit.io import write_json, write_text
+
+    meta = {"command": " ".join(sys.argv), "debiaskit_version": __version__, "torch_version": torch.__version__,
+            "threads": args.threads, "n_runs": len(runs)}
+    write_json(out_dir / "adversarial.json", {"meta": meta, "summary": table, "runs": runs})
+    lines = [
+        "# Adversarial debiasing vs bias-supervised baselines (reduced CPU configuration)", "",
+        f"Command: `{meta['command']}` (debiaskit {__version__}, torch {torch.__version__}, CPU, {args.threads} thread).",
+        "Generated by `benchmarks/adversarial.py`; per-run records in `adversarial.json`.", "",
+        "Values are mean ± population std over the seeds listed, ×100 except wall time (s). Task metric: unbiased",
+        "test accuracy (Colored MNIST), test AP (celeba64_mini). DEO and BA at the calibrated threshold (CelebA);",
+        "CMNIST BA = directional A→T with training labels as reference (DEO undefined for 10 classes).",
+        "λ_M = leakage of the protected attribute from the model's logits (attacker on the model's train outputs,",
+        "balanced subsets); λ_D(F1) = leakage of test-quality-matched perturbed ground truth; Δ = λ_M − λ_D(F1).",
+        "Chance leakage: 50 (CelebA, Male), 10 (CMNIST, 10 colours).", "",
+        "| setting | method | seeds | task metric | DEO | BA | λ_M | λ_D(F1) | Δ | train wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {lab: i for i, lab in enumerate(["vanilla", "reweight", "groupdro", "adversarial@layers.0", "adversarial@features",
+                                             "adversarial@conv4", "adversarial@conv5", "adversarial_image"])}
+    for row in sorted(table, key=lambda r: (r["setting"], order.get(r["method"], 99))):
+        rs = groups[(row["setting"], row["method"])]
+        col = lambda k, s=100.0: _fmt([r.get(k) for r in rs], s)  # noqa: E731
+        lines.append(f"| {row['setting']} | {row['method']} | {','.join(map(str, row['seeds']))} | {col('task_metric')} | "
+                     f"{col('deo')} | {col('ba')} | {col('lambda_M')} | {col('lambda_D_at_F1')} | {col('delta')} | "
+                     f"{_fmt([r['train_wall_s'] for r in rs], 1.0, 0)} |")
+    errs = [f"- {r['key']}: {r['leakage_error']}" for r in runs if r.get("leakage_error")]
+    if errs:
+        lines += ["", "Leakage errors (λ_M/Δ missing for these runs):", *errs]
+    write_text(out_dir / "adversarial.md", "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--workdir", default="/tmp/debiaskit-bench-adversarial")
+    p.add_argument("--data-dir", default=os.environ.get("DEBIASKIT_DATA", str(REPO.parent / "shared" / "data")))
+    p.add_argument("--datasets", nargs="+", default=["cmnist", "celeba"], choices=["cmnist", "celeba"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--cmnist-steps", type=int, default=600)
+    p.add_argument("--celeba-steps", type=int, default=400)
+    p.add_argument("--celeba-size", type=int, default=16)
+    p.add_argument("--celeba-width", type=int, default=16, help="cnn64 width (task net and image adversary)")
+    p.add_argument("--celeba-batch", type=int, default=64)
+    p.add_argument("--unet-ngf", type=int, default=8)
+    p.add_argument("--tag", default="", help="runs file suffix (parallel benchmark processes)")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--attacker-epochs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--leak-train", type=int, default=200, help="attacker train samples per protected group")
+    p.add_argument("--leak-eval", type=int, default=100, help="attacker val/test samples per protected group")
+    p.add_argument("--no-leakage", action="store_true")
+    p.add_argument("--only", default=None, help="substring filter on run keys")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("DEBIASKIT_NUM_THREADS", "1")))
+    p.add_argument("--summarise", action="store_true", help="only rebuild adversarial.md/.json from the runs file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_file = out_dir / f"adversarial_runs{args.tag}.jsonl"
+    if args.summarise:
+        summarise(out_dir, args)
+        return
+    done = set()
+    for f in out_dir.glob("adversarial_runs*.jsonl"):
+        done |= {json.loads(l)["key"] for l in f.read_text().splitlines() if l.strip()}
+    curve_cache: dict = {}
+    from debiaskit.io import append_jsonl
+
+    for exp in experiments(args):
+        if exp["key"] in done or (args.only and args.only not in exp["key"]):
+            continue
+        t = time.perf_counter()
+        try:
+            rec = run_one(exp, args, curve_cache)
+        except Exception:  # noqa: BLE001 - keep going, report the failure
+            print(f"FAILED {exp['key']}\n{traceback.format_exc()}", flush=True)
+            continue
+        append_jsonl(runs_file, rec)
+        print(f"{exp['key']}: {rec['task_metric_name']}={rec['task_metric']:.4f} lambda_M={rec.get('lambda_M')} "
+              f"delta={rec.get('delta')} ({time.perf_counter() - t:.0f}s)", flush=True)
+        summarise(out_dir, args)
+
+
+if __name__ == "__main__":
+    main()
