@@ -114,3 +114,24 @@ def test_gaps_invariant_to_permutation_and_group_relabelling(seed, n, G):
             assert fn(y[perm], p[perm], g[perm]) == pytest.approx(a, nan_ok=True)
             assert fn(y, p, names[g]) == pytest.approx(a, nan_ok=True)
         np.testing.assert_allclose(sorted(fpr_by_group(y, p, g)), sorted(fpr_by_group(y[perm], p[perm], names[g[perm]])))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(20, 80))
+def test_ba_and_kl_invariant_to_permutation_and_swapping_two_groups(seed, n):
+    from debiaskit.metrics import bias_amplification_cvpr21, bias_amplification_directional, score_kl
+
+    rng = np.random.default_rng(seed)
+    g = np.arange(n) % 2
+    y = rng.integers(0, 2, n)
+    y[:2], y[2:4] = 1, 0
+    s = rng.random(n)
+    p = (s > 0.5).astype(int)
+    perm = rng.permutation(n)
+    ba = bias_amplification_cvpr21(y, p, g)
+    assert bias_amplification_cvpr21(y[perm], p[perm], g[perm]) == pytest.approx(ba, abs=1e-12)
+    assert bias_amplification_cvpr21(y, p, 1 - g) == pytest.approx(ba, abs=1e-12)
+    assert bias_amplification_directional(np.where(g == 1, "m", "f"), y, p) == pytest.approx(ba, abs=1e-12)
+    kl = score_kl(y, s, g)
+    assert score_kl(y[perm], s[perm], g[perm]) == pytest.approx(kl, abs=1e-12)
+    assert score_kl(y, s, 1 - g) == pytest.approx(kl, abs=1e-12)

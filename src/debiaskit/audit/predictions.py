@@ -288,13 +288,15 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _boot(metric: Any, *arrays: Any, cfg: AuditConfig, **kw: Any) -> dict[str, Any]:
-    from debiaskit.metrics import bootstrap
+def _boot_many(jobs: dict[str, Any], cfg: AuditConfig) -> dict[str, Any]:
+    """Point values and (when n_boot >= 2) bootstrap summaries of several metrics on shared resamples."""
+    from debiaskit.metrics import bootstrap_many
 
-    if cfg.n_boot >= 2:
-        r = bootstrap(metric, *arrays, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed, **kw)
-        return {"value": r.point, "median": r.median, "std": r.std, "ci": [r.ci_low, r.ci_high], "n_nan": r.n_nan}
-    return {"value": float(metric(*arrays, **kw))}
+    if cfg.n_boot < 2:
+        return {k: {"value": float(fn(*arrays, **kw))} for k, (fn, arrays, kw) in jobs.items()}
+    res = bootstrap_many(jobs, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
+    return {k: {"value": r.point, "median": r.median, "std": r.std, "ci": [r.ci_low, r.ci_high], "n_nan": r.n_nan}
+            for k, r in res.items()}
 
 
 def _audit_task(task: Task, g: np.ndarray, group_labels: list[str], cfg: AuditConfig, thr: str) -> dict[str, Any]:
@@ -319,15 +321,18 @@ def _audit_task(task: Task, g: np.ndarray, group_labels: list[str], cfg: AuditCo
         "threshold": {"mode": thr if thr in ("calibrated", "f1") else "fixed", "value": tau, "fitted_on": src},
         "predicted_positives": int(pred.sum()),
     }
-    m: dict[str, Any] = {}
-    m["ap"] = _boot(average_precision, task.y, task.s, cfg=cfg)
-    m["deo"] = _boot(deo, task.y, pred, g, cfg=cfg)
-    m["equalized_odds_difference"] = _boot(equalized_odds_difference, task.y, pred, g, cfg=cfg)
-    m["demographic_parity_difference"] = _boot(demographic_parity_difference, task.y, pred, g, cfg=cfg)
-    m["demographic_parity_ratio"] = _boot(demographic_parity_ratio, task.y, pred, g, cfg=cfg)
-    m["bias_amplification"] = _boot(bias_amplification_directional, g, task.y, pred, cfg=cfg)
+    jobs: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]] = {
+        "ap": (average_precision, (task.y, task.s), {}),
+        "deo": (deo, (task.y, pred, g), {}),
+        "equalized_odds_difference": (equalized_odds_difference, (task.y, pred, g), {}),
+        "demographic_parity_difference": (demographic_parity_difference, (task.y, pred, g), {}),
+        "demographic_parity_ratio": (demographic_parity_ratio, (task.y, pred, g), {}),
+        "bias_amplification": (bias_amplification_directional, (g, task.y, pred), {}),
+    }
     if len(group_labels) == 2:
-        m["kl_aligned"] = _boot(score_kl, task.y, task.s, g, cfg=cfg, mode="aligned")
+        jobs["kl_aligned"] = (score_kl, (task.y, task.s, g), {"mode": "aligned"})
+    m = _boot_many(jobs, cfg)
+    if len(group_labels) == 2:
         if cfg.n_boot >= 2:
             r = bootstrap(score_kl, task.y, task.s, g, n_boot=cfg.n_boot, seed=cfg.seed, mode="official",
                           reduction="none", pool=True, convention="cvpr21")
@@ -355,7 +360,7 @@ def _audit_summary(tt: _Tasks, g: np.ndarray, preds: list[np.ndarray], cfg: Audi
     Y = np.stack([t.y for t in tt.tasks], 1)
     S = np.stack([t.s for t in tt.tasks], 1)
     out: dict[str, Any] = {"mode": tt.mode, "n_tasks": len(tt.tasks)}
-    out["map"] = _boot(average_precision, Y, S, cfg=cfg)
+    summary_jobs: dict[str, Any] = {"map": (average_precision, (Y, S), {})}
     if tt.mode == "multiclass":
         y, p = tt.y_class, tt.pred_class
         K = len(tt.class_labels)
@@ -366,8 +371,9 @@ def _audit_summary(tt: _Tasks, g: np.ndarray, preds: list[np.ndarray], cfg: Audi
     else:
         Tm, Pm = Y, np.stack(preds, 1)
         out["predictions_for_ba"] = "thresholded scores"
-    out["bias_amplification_directional_a2t"] = _boot(bias_amplification_directional, g, Tm, Pm, cfg=cfg)
-    out["bias_amplification_zhao"] = _boot(bias_amplification_zhao, g, Tm, Pm, cfg=cfg)
+    summary_jobs["bias_amplification_directional_a2t"] = (bias_amplification_directional, (g, Tm, Pm), {})
+    summary_jobs["bias_amplification_zhao"] = (bias_amplification_zhao, (g, Tm, Pm), {})
+    out.update(_boot_many(summary_jobs, cfg))
     return out
 
 
