@@ -11,9 +11,10 @@ training (val/test stay the original splits, as in the paper):
   α · min_g' n(y, g') samples (so every pairwise ratio inside a label is ≤ α), chosen uniformly at random
   with ``balance_seed``. A label with an empty cell is dropped entirely (as the binary cap does).
 
-The subset's report (sizes before / after, achieved ratios) is stored in the train split's ``info`` under
-``balanced_split`` and therefore recorded in ``result.json`` data info only for scalar entries; the
-indices are deterministic given ``balance_seed``.
+The train split's ``info`` gains ``balanced_split_alpha``, ``balanced_split_size`` and
+``balanced_split_size_before`` (recorded in ``result.json`` → ``data.info``) and the full report
+(``balanced_split``: group sizes, achieved max ratio, method). The subset is deterministic given
+``balance_seed``.
 """
 
 from __future__ import annotations
