@@ -124,7 +124,7 @@ def bootstrap(
     metric: Callable[..., Any],
     *arrays: Any,
     n_boot: int = 500,
-    stat: Literal["point", "median", "mean"] = "point",
+    stat: Literal["point", "median", "mean"] = "median",
     ci: float = 0.95,
     interval: Literal["percentile", "2sigma"] = "percentile",
     convention: Literal["cvpr21"] | None = None,
@@ -138,7 +138,8 @@ def bootstrap(
         metric: a built-in debiaskit metric (vectorised) or any ``metric(*arrays, **metric_kwargs)``.
         arrays: per-sample arrays resampled jointly (NumPy or torch), e.g. ``y_true, y_pred, groups``.
         n_boot: number of resamples (CVPR 2021: 500).
-        stat: reported estimate: the point value on the full sample, or the bootstrap median / mean.
+        stat: reported estimate (``estimate``): the bootstrap median (default, as the CVPR 2021 code), the
+            mean, or the point value on the full sample (always available as ``point``).
         ci: coverage of the interval.
         interval: ``"percentile"`` or ``"2sigma"`` (estimate ± 2·std).
         convention: ``"cvpr21"`` sets ``stat="median", interval="2sigma"`` (Ramaswamy et al. 2021).
@@ -169,7 +170,7 @@ def bootstrap_many(
     jobs: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],
     *,
     n_boot: int = 500,
-    stat: Literal["point", "median", "mean"] = "point",
+    stat: Literal["point", "median", "mean"] = "median",
     ci: float = 0.95,
     interval: Literal["percentile", "2sigma"] = "percentile",
     convention: Literal["cvpr21"] | None = None,
