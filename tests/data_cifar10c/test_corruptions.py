@@ -250,3 +250,19 @@ def test_corrupt_by_label_is_independent_of_workers_and_chunking(images, frost_d
     pos = np.flatnonzero(labels == 3)[:4]
     direct = C.apply_corruption(images[pos], C.TYPE0[3], severity=5, rng=np.random.default_rng([3, 0, 3, 0]))
     np.testing.assert_array_equal(a[pos], direct)
+
+
+def test_broken_pool_falls_back_to_in_process(images, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    labels = np.arange(len(images)) % 10
+    ref = C.corrupt_by_label(images, labels, C.TYPE1, severity=2, seed=9, progress=False, chunk_size=8)
+
+    def broken(tasks, where, out, done, bar, workers):
+        out[where[0]] = C.corrupt_chunk(tasks[0])  # one chunk finished before the pool died
+        done[0] = True
+        raise BrokenProcessPool("a worker died")
+
+    monkeypatch.setattr(C, "_run_pool", broken)
+    got = C.corrupt_by_label(images, labels, C.TYPE1, severity=2, seed=9, progress=False, chunk_size=8, workers=2)
+    np.testing.assert_array_equal(got, ref)

@@ -38,7 +38,13 @@ import torch
 from debiaskit.data.assign import assign_bias_by_order, stratified_holdout
 from debiaskit.data.base import BiasedDataset, DatasetSplits
 from debiaskit.data.cifar10_source import CIFAR10_CLASSES, SOURCES, locate_cifar10, read_cifar10
-from debiaskit.data.corruptions import CORRUPTION_TYPES, CORRUPTION_VERSION, FROST_FILES, corrupt_by_label
+from debiaskit.data.corruptions import (
+    CORRUPTION_TYPES,
+    CORRUPTION_VERSION,
+    FROST_FILES,
+    corrupt_by_label,
+    in_bootstrapping_child,
+)
 from debiaskit.data.registry import register_dataset
 from debiaskit.errors import DebiaskitError
 from debiaskit.io import save_npz
@@ -157,6 +163,12 @@ def build_corrupted_cifar10(
         use_cache: read/write the on-disk cache.
     """
     ctype = type
+    if in_bootstrapping_child():
+        # a worker process re-importing an unguarded script: fail fast, the parent finishes in-process
+        raise DebiaskitError(
+            "corrupted_cifar10 was built while a worker process imported the main script; put the build under "
+            "`if __name__ == \"__main__\":` or pass workers=1"
+        )
     if ctype not in (0, 1) or isinstance(ctype, bool):
         raise DebiaskitError(f"type must be 0 or 1, got {ctype!r}")
     if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0.0 < float(ratio) < 1.0):

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import math
 import os
+from concurrent.futures import as_completed
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,6 +54,8 @@ from PIL import Image
 from scipy.ndimage import correlate, gaussian_filter
 
 from debiaskit.errors import DataMissingError, DebiaskitError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CORRUPTION_VERSION",
@@ -63,7 +67,12 @@ __all__ = [
     "corruption_names",
     "canonical_name",
     "apply_corruption",
+    "corrupt_by_label",
     "load_frost_textures",
+    "hsv_shift_value",
+    "hsv_scale_saturation",
+    "bilinear_sample_reflect",
+    "glass_shuffle",
     "motion_blur_kernel",
     "plasma_fractal",
 ]
@@ -656,6 +665,35 @@ def corrupt_chunk(task: tuple) -> np.ndarray:
     return apply_corruption(images, name, severity=severity, rng=rng, frost_dir=frost_dir)
 
 
+def _run_pool(tasks: list, where: list, out: np.ndarray, done: list, bar, workers: int) -> None:
+    """Run the chunks in a ``forkserver`` process pool (``spawn`` where unavailable).
+
+    Not ``fork``: forking a process whose OpenCV/OpenMP thread pools are already running can deadlock the
+    children (observed under pytest). As with any spawn-style pool, a script that builds with ``workers > 1``
+    needs the usual ``if __name__ == "__main__":`` guard; if the pool breaks anyway, the caller finishes the
+    remaining chunks in-process.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as ex:
+        futures = {ex.submit(corrupt_chunk, t): k for k, t in enumerate(tasks)}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            out[where[k]] = fut.result()
+            done[k] = True
+            bar.update(len(where[k]))
+
+
+def in_bootstrapping_child() -> bool:
+    """True while a spawn/forkserver child re-imports the parent's ``__main__`` (an unguarded script)."""
+    import multiprocessing as mp
+
+    return bool(getattr(mp.current_process(), "_inheriting", False))
+
+
 def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core; no nested OpenCV threads
 
@@ -678,7 +716,8 @@ def corrupt_by_label(
 
     Images with the same label are processed in fixed chunks of ``chunk_size`` (in sample order); chunk ``j`` of
     label ``k`` uses ``default_rng([seed, salt, k, j])``, so the output does not depend on ``workers``.
-    ``workers > 1`` runs the chunks in a process pool (forkserver). Shows a tqdm bar when ``progress``.
+    ``workers > 1`` runs the chunks in a ``forkserver`` process pool (see :func:`_run_pool`). Shows a tqdm
+    bar when ``progress``.
     """
     from tqdm import tqdm
 
@@ -700,18 +739,19 @@ def corrupt_by_label(
                           None if frost_dir is None else str(frost_dir)))
             where.append(idx)
     bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False)
+    done = [False] * len(tasks)
     try:
         if workers > 1 and len(tasks) > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = mp.get_context("forkserver")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as ex:
-                for idx, res in zip(where, ex.map(corrupt_chunk, tasks)):
-                    out[idx] = res
-                    bar.update(len(idx))
-        else:
-            for idx, task in zip(where, tasks):
+            try:
+                _run_pool(tasks, where, out, done, bar, workers)
+            except DebiaskitError:
+                raise
+            except Exception as e:  # BrokenProcessPool, EOFError, ...: e.g. an unguarded script re-imported
+                log.warning("corruption worker pool failed (%s: %s); finishing in this process. Scripts that "
+                            "build with workers > 1 need an `if __name__ == \"__main__\":` guard",
+                            type(e).__name__, e)
+        for k, (idx, task) in enumerate(zip(where, tasks)):
+            if not done[k]:
                 out[idx] = corrupt_chunk(task)
                 bar.update(len(idx))
     finally:

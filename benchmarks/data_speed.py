@@ -1,0 +1,273 @@
+"""Benchmark: images/s of the in-memory batch path vs a torchvision ``DataLoader`` + per-image transform baseline.
+
+For each dataset (Colored MNIST 28 px, Corrupted CIFAR-10 32 px), in the same run and on the same uint8 data:
+
+* ``debiaskit``: the training data path of the library — a shuffled index batch, ``BiasedDataset.images[idx]``
+  (uint8 tensor gather), then :func:`debiaskit.data.augment.make_batch_transform` (CIFAR: random crop 32 with
+  padding 4 + flip + normalise, vectorised per batch; CMNIST: scale to [0, 1]). On a GPU the whole uint8 set
+  lives on the device and the transform runs there.
+* ``dataloader_pil``: LfF's pipeline (spec §10) — a ``torch.utils.data.Dataset`` over the same numpy HWC array
+  with a per-sample torchvision transform (CIFAR: ``ToPILImage -> RandomCrop(32, 4) -> RandomHorizontalFlip ->
+  ToTensor -> Normalize``; CMNIST: ``ToTensor``), ``DataLoader(batch_size, shuffle=True)`` with 0 and with
+  ``--workers`` worker processes (on a GPU: ``pin_memory`` + ``.to(device, non_blocking=True)``).
+
+The first batch of every path is a warm-up and is not timed. Optionally (``--build``) the full 50,000-image
+Corrupted CIFAR-10 build (types 0 and 1, default options, JPEG-tar source) is timed in a fresh cache directory,
+followed by the cached reload.
+
+Writes ``benchmarks/results/data_speed.json`` with a machine description (CPU count, load average before and
+after — the numbers depend on what else runs on the machine). Usage::
+
+    python benchmarks/data_speed.py [--data-dir ../shared/data] [--batches 30] [--batch-size 256]
+                                    [--workers 2] [--threads 1] [--build] [--cifar-source lossless5k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from debiaskit import __version__
+from debiaskit.data.augment import make_batch_transform
+from debiaskit.data.registry import get_splits
+from debiaskit.io import write_json
+
+OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class _NumpyDataset(torch.utils.data.Dataset):
+    """LfF-style in-memory dataset: numpy HWC uint8 images + a per-sample torchvision transform."""
+
+    def __init__(self, images_hwc: np.ndarray, targets: np.ndarray, transform) -> None:
+        self.images, self.targets, self.transform = images_hwc, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), int(self.targets[i])
+
+
+def _baseline_transform(name: str, info: dict):
+    import torchvision.transforms as T
+
+    if name == "corrupted_cifar10":
+        norm = info["normalize"]
+        return T.Compose([T.ToPILImage(), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                          T.Normalize(norm["mean"], norm["std"])])
+    return T.Compose([T.ToTensor()])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def strided_crop_flip_transform(info: dict):
+    """PROPOSAL (not the library path): crop via an ``as_strided`` window view + one gather of whole
+    (C, H, W) slabs, flip via ``torch.where``; same distribution as ``augment.random_crop_flip``."""
+    aug, norm = info.get("train_augment") or {}, info.get("normalize")
+    pad, flip = int(aug.get("padding", 0)), bool(aug.get("flip", False))
+
+    def tf(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        if pad:
+            p = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+            dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
+            dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
+            sb, sc, sh, sw = p.stride()
+            win = p.as_strided((b, 2 * pad + 1, 2 * pad + 1, c, h, w), (sb, sh, sw, sc, sh, sw))
+            x = win[torch.arange(b, device=x.device), dy, dx]
+        if flip:
+            f = torch.rand(b, generator=gen, device=x.device) < 0.5
+            x = torch.where(f[:, None, None, None], x.flip(3), x)
+        out = x.float().div_(255.0)
+        if norm:
+            out = (out - torch.tensor(norm["mean"], device=x.device).view(1, -1, 1, 1)) / torch.tensor(
+                norm["std"], device=x.device).view(1, -1, 1, 1)
+        return out
+
+    return tf
+
+
+def time_ours(ds, device: torch.device, batches: int, batch_size: int, seed: int, transform=None) -> float:
+    """images/s of index gather + batch transform (the dataset is moved to ``device`` first, untimed)."""
+    images, targets = ds.images.to(device), ds.targets.to(device)
+    tf = transform or make_batch_transform(ds.info, train=True)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    n = len(images)
+    perm = torch.randperm(n, generator=gen, device=device)
+
+    def step(k: int):
+        idx = perm[(k * batch_size) % (n - batch_size) : (k * batch_size) % (n - batch_size) + batch_size]
+        x = tf(images[idx], gen)
+        return x, targets[idx]
+
+    step(0)
+    _sync(device)
+    t0 = time.perf_counter()
+    for k in range(1, batches + 1):
+        x, y = step(k)
+    _sync(device)
+    return batches * batch_size / (time.perf_counter() - t0)
+
+
+def time_baseline(ds, name: str, device: torch.device, batches: int, batch_size: int, workers: int,
+                  seed: int) -> float:
+    """images/s of a shuffled DataLoader with the per-sample PIL/ToTensor transform."""
+    hwc = ds.images.permute(0, 2, 3, 1).contiguous().numpy()
+    data = _NumpyDataset(hwc, ds.targets.numpy(), _baseline_transform(name, ds.info))
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed), persistent_workers=False,
+    )
+    it = iter(loader)
+    x, y = next(it)  # warm-up (also starts the workers)
+    x.to(device, non_blocking=True)
+    _sync(device)
+    t0 = time.perf_counter()
+    done = 0
+    for _ in range(batches):
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, y = next(it)
+        x = x.to(device, non_blocking=True)
+        done += len(x)
+    _sync(device)
+    return done / (time.perf_counter() - t0)
+
+
+def machine() -> dict:
+    d = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "loadavg_start": list(os.getloadavg()),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                d["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return d
+
+
+def build_times(data_dir: str) -> dict:
+    """Full 50k Corrupted CIFAR-10 builds (type 0 and 1) in a fresh cache, then the cached reloads."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="dk-build-bench-") as cache:
+        old = os.environ.get("DEBIASKIT_CACHE")
+        os.environ["DEBIASKIT_CACHE"] = cache
+        try:
+            for t in (0, 1):
+                load0 = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                s = get_splits("corrupted_cifar10", type=t, data_dir=data_dir, progress=False)
+                build = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                s2 = get_splits("corrupted_cifar10", type=t, data_dir=data_dir, progress=False)
+                reload = time.perf_counter() - t0
+                assert s2["train"].info["cache"] == "hit"
+                out[f"type{t}"] = {
+                    "build_s": round(build, 2), "reload_s": round(reload, 2),
+                    "train": len(s["train"]), "val": len(s["val"]), "test": len(s["test"]),
+                    "source": s["train"].info["cifar_source"], "workers": min(2, os.cpu_count() or 1),
+                    "fingerprint": s.fingerprint, "loadavg_1min_before": round(load0, 2),
+                }
+                print(f"build type {t}: {build:.1f} s, cached reload {reload:.2f} s", flush=True)
+        finally:
+            if old is None:
+                os.environ.pop("DEBIASKIT_CACHE", None)
+            else:
+                os.environ["DEBIASKIT_CACHE"] = old
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", default=os.environ.get("DEBIASKIT_DATA") or str(DEFAULT_DATA))
+    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the second baseline")
+    ap.add_argument("--cifar-source", default="lossless5k", help="CIFAR source for the speed runs")
+    ap.add_argument("--build", action="store_true", help="also time the full 50k Corrupted CIFAR-10 builds")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads for the debiaskit path (1: no oversubscription on a shared CPU)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(OUT / "data_speed.json"))
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    info = machine()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    datasets = {
+        "colored_mnist": dict(data_dir=args.data_dir),
+        "corrupted_cifar10": dict(data_dir=args.data_dir, source=args.cifar_source, type=0, progress=False),
+    }
+    results, speedups = [], {}
+    for name, kw in datasets.items():
+        ds = get_splits(name, **kw)["train"]
+        meta = {"dataset": name, "image_shape": list(ds.image_shape), "n_images": len(ds),
+                "fingerprint": ds.fingerprint, "batch_size": args.batch_size, "batches": args.batches}
+        for dev in devices:
+            ours = time_ours(ds, dev, args.batches, args.batch_size, args.seed)
+            results.append({**meta, "device": dev.type, "path": "debiaskit", "workers": 0,
+                            "images_per_s": round(ours, 1)})
+            print(f"{name} {dev.type} debiaskit: {ours:,.0f} img/s", flush=True)
+            if ds.info.get("train_augment"):
+                prop = time_ours(ds, dev, args.batches, args.batch_size, args.seed,
+                                 transform=strided_crop_flip_transform(ds.info))
+                results.append({**meta, "device": dev.type, "path": "proposal_strided_crop", "workers": 0,
+                                "images_per_s": round(prop, 1)})
+                print(f"{name} {dev.type} proposal (strided crop): {prop:,.0f} img/s", flush=True)
+            for w in (0, args.workers):
+                base = time_baseline(ds, name, dev, args.batches, args.batch_size, w, args.seed)
+                results.append({**meta, "device": dev.type, "path": "dataloader_pil", "workers": w,
+                                "images_per_s": round(base, 1)})
+                speedups[f"{name}/{dev.type}/debiaskit_vs_{w}_workers"] = round(ours / base, 1)
+                if ds.info.get("train_augment"):
+                    speedups[f"{name}/{dev.type}/proposal_vs_{w}_workers"] = round(prop / base, 1)
+                print(f"{name} {dev.type} DataLoader+PIL ({w} workers): {base:,.0f} img/s "
+                      f"-> speed-up x{ours / base:.1f}", flush=True)
+    out = {
+        "benchmark": "data_speed",
+        "debiaskit_version": __version__,
+        "machine": info,
+        "config": vars(args),
+        "baseline_transform": {
+            "corrupted_cifar10": "ToPILImage, RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize",
+            "colored_mnist": "ToTensor (LfF)",
+        },
+        "notes": "path 'debiaskit' = BiasedDataset uint8 gather + augment.make_batch_transform (the library); "
+                 "'proposal_strided_crop' = the same with an as_strided crop (benchmark-local proposal, not used "
+                 "by the library); 'dataloader_pil' = LfF-style per-sample transform in a DataLoader. "
+                 "The machine is shared: see loadavg.",
+        "results": results,
+        "speedup": speedups,
+    }
+    if args.build:
+        out["corrupted_cifar10_build"] = build_times(args.data_dir)
+    out["machine"]["loadavg_end"] = list(os.getloadavg())
+    write_json(args.out, out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
