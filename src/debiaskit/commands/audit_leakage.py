@@ -32,7 +32,7 @@ def register(audit_subparsers: Any) -> None:
     p.add_argument("--dataset", help="label dataset: celeba, imsitu, coco_gender")
     p.add_argument("--protected", help="protected column / attribute (CelebA default: Male)")
     p.add_argument("--label-column", help="CSV: one column of class names (single-label) instead of 0/1 columns")
-    p.add_argument("--split", help="dataset split (celeba: train/val/test; imsitu: train/val/test; coco_gender: val/test)")
+    p.add_argument("--split", help="dataset split (celeba, imsitu: train/val/test; coco_gender: val/test)")
     p.add_argument("--data-dir", help="data root with celeba/ and wang2019/ (default: $DEBIASKIT_DATA)")
     p.add_argument("--alpha", default="", help="comma-separated α values for α-balanced subsets, e.g. 1,2,3")
     p.add_argument("--out", help="write report.md, report.json and skew.png into this directory")
@@ -162,7 +162,9 @@ def run_labels(args: argparse.Namespace) -> int:
         from scipy import stats
 
         vals = np.asarray(lk["per_round"])
-        half = float(stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+        half = float("nan")
+        if len(vals) > 1:
+            half = float(stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals)))
         lk["ci95"] = [lk["mean"] - half, lk["mean"] + half]
         card.leakage = {"mean": lk["mean"], "std": lk["std"], "ci95": lk["ci95"], "rounds": args.rounds,
                         "epochs": args.epochs}
@@ -198,7 +200,8 @@ def run_labels(args: argparse.Namespace) -> int:
     for e in report["alpha_splits"]:
         lk = e.get("leakage")
         print(f"alpha {e['alpha']:g}: {e['size']} samples ({e['group_sizes'][0]}/{e['group_sizes'][1]}), "
-              f"max ratio {e['max_ratio']:.3f}" + (f", λ_D {100 * lk['mean']:.2f} ± {100 * lk['std']:.2f} %" if lk else "")
+              f"max ratio {e['max_ratio']:.3f}"
+              + (f", λ_D {100 * lk['mean']:.2f} ± {100 * lk['std']:.2f} %" if lk else "")
               + (f", λ_D skipped: {e['leakage_skipped']}" if "leakage_skipped" in e else ""))
     if args.out:
         png = _png(card, args.top_k)
@@ -287,7 +290,8 @@ def run_model(args: argparse.Namespace) -> int:
              f"{args.epochs} epochs (paper: 100)", "",
              f"- model macro-F1 (test): {res['model_f1']:.4f}",
              f"- λ_M: {100 * lm['mean']:.2f} ± {100 * lm['std']:.2f} %",
-             f"- λ_D(F1): {100 * res['lambda_D_at_F1']:.2f} %" + (" (extrapolated: model F1 outside the curve)" if res["extrapolated"] else ""),
+             f"- λ_D(F1): {100 * res['lambda_D_at_F1']:.2f} %"
+             + (" (extrapolated: model F1 outside the curve)" if res["extrapolated"] else ""),
              f"- Δ = λ_M − λ_D(F1): {100 * res['delta']:+.2f} points", "",
              "| p | F1 (val) | λ_D |", "|---|---|---|"]
     c = res["curve"]

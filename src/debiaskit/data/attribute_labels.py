@@ -74,7 +74,9 @@ class LabelTable:
         n = len(self.protected)
         if self.multilabel:
             if self.labels.ndim != 2:
-                raise DebiaskitError(f"{self.name}: multi-label labels must be 2-D (N, K), got shape {self.labels.shape}")
+                raise DebiaskitError(
+                    f"{self.name}: multi-label labels must be 2-D (N, K), got shape {self.labels.shape}"
+                )
             self.labels = self.labels.astype(np.uint8)
         else:
             self.labels = self.labels.astype(np.int64).reshape(-1)
@@ -219,7 +221,8 @@ def load_label_csv(
     sub = df[cols]
     nonnum = [c for c in cols if not np.issubdtype(sub[c].dtype, np.number)]
     if nonnum:
-        raise DebiaskitError(f"{p}: label columns must be numeric 0/1 (or -1/1); not numeric: {', '.join(map(str, nonnum))}")
+        shown = ", ".join(map(str, nonnum))
+        raise DebiaskitError(f"{p}: label columns must be numeric 0/1 (or -1/1); not numeric: {shown}")
     if sub.isna().any().any():
         raise DebiaskitError(f"{p}: label columns have missing values (inconsistent row widths?)")
     y = (sub.to_numpy() > 0).astype(np.uint8)

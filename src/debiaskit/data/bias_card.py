@@ -147,7 +147,8 @@ def bias_card(
     card = BiasCard(
         name=name, split=split, size=n, multilabel=multilabel, label_names=ln,
         protected_names=pn + [str(i) for i in range(len(pn), n_g)], counts=counts.tolist(),
-        base_rate=base.tolist(), p_protected_given_label=[[None if np.isnan(v) else float(v) for v in row] for row in p],
+        base_rate=base.tolist(),
+        p_protected_given_label=[[None if np.isnan(v) else float(v) for v in row] for row in p],
         most_skewed=most, conflict_ratio=conflict, conflict_definition=conflict_def,
     )
     if leakage:

@@ -168,7 +168,8 @@ def _train_chunk(xtr, ytr, xva, yva, xte, yte, *, depth, config, gen, device, n_
             if idx.shape[1] < 2:
                 break
             logits = model(xtr[rows, idx])
-            loss = F.cross_entropy(logits.reshape(-1, n_out), ytr[rows, idx].reshape(-1), reduction="sum") / idx.shape[1]
+            target = ytr[rows, idx].reshape(-1)
+            loss = F.cross_entropy(logits.reshape(-1, n_out), target, reduction="sum") / idx.shape[1]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -30,7 +30,6 @@ from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
 from debiaskit.leakage.attacker import AttackerConfig, train_attackers
 from debiaskit.leakage.balanced import (
-    as_binary_protected,
     as_group_codes,
     balanced_indices,
     folded_accuracy,
@@ -142,7 +141,8 @@ def encode_labels(
         return out, False
     widths = {name: a.shape[1] for name, a in arrs}
     if len(set(widths.values())) > 1:
-        raise DebiaskitError("label vectors of inconsistent widths: " + ", ".join(f"{k} {v}" for k, v in widths.items()))
+        shown = ", ".join(f"{k} {v}" for k, v in widths.items())
+        raise DebiaskitError(f"label vectors of inconsistent widths: {shown}")
     return [a.astype(np.float32) for _, a in arrs], True
 
 
@@ -333,7 +333,8 @@ def _prepare(x: Any, protected: Any, val: Split | None, test: Split | None, *, s
     return feats, gs, multilabel, how
 
 
-def _draw(gs: list[np.ndarray], sizes: Any, rounds: int, rng: np.random.Generator) -> tuple[list[np.ndarray], dict[str, int]]:
+def _draw(gs: list[np.ndarray], sizes: Any, rounds: int, rng: np.random.Generator
+          ) -> tuple[list[np.ndarray], dict[str, int]]:
     req = resolve_sizes(sizes)
     idx, per_group = [], {}
     for name, g, k in zip(("train", "val", "test"), gs, req):
@@ -349,7 +350,8 @@ def _run(xs: list[np.ndarray], ys: list[np.ndarray], *, multilabel: bool, cfg: A
     yt = [torch.as_tensor(a, dtype=torch.long).to(device) for a in ys]
     run = train_attackers(t[0], yt[0], t[1], yt[1], t[2], yt[2], multilabel=multilabel, config=cfg, seed=seed,
                           n_out=n_out)
-    return run.test_accuracy.numpy().astype(np.float64), run.val_accuracy.numpy().astype(np.float64), run.best_epoch.numpy()
+    return (run.test_accuracy.numpy().astype(np.float64), run.val_accuracy.numpy().astype(np.float64),
+            run.best_epoch.numpy())
 
 
 def _config(cfg: AttackerConfig, **extra: Any) -> dict[str, Any]:
