@@ -386,7 +386,10 @@ def _leakage(x: Any, protected: Any, *, val: Split | None, test: Split | None, n
     ml_arch = multilabel if is_labels else extra.get("multilabel_outputs", True)
     n_groups = int(max(int(g.max()) for g in gs)) + 1
     test_acc, val_acc, ep = _run(xs, ys, multilabel=ml_arch, cfg=cfg, seed=seed, device=device, n_out=n_groups)
+    from debiaskit.data.base import fingerprint_arrays
+
     conf = _config(cfg, rounds=rounds, seed=seed, sizes_requested=list(resolve_sizes(sizes)), splits=how,
+                   data_fingerprint=fingerprint_arrays(*feats, *gs),
                    depth_used=cfg.resolved_depth(ml_arch), n_features=int(feats[0].shape[1]), n_groups=n_groups,
                    chance=1.0 / n_groups, folded=n_groups == 2, **extra)
     return _result(test_acc, val_acc, ep, per_group, conf, n_groups)
