@@ -109,6 +109,30 @@ def stage_augment(args: argparse.Namespace) -> None:
         save_augmentation(aug, out)
 
 
+def _lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+def _lock(out: Path) -> bool:
+    """Claim a run for this worker (several ``--stage train`` workers may run side by side)."""
+    import os
+
+    lock = _lock_path(out)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return False  # another live worker holds it
+        except (ValueError, ProcessLookupError):
+            lock.unlink(missing_ok=True)
+            return _lock(out)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
 def stage_train(args: argparse.Namespace) -> None:
     from debiaskit.train.trainer import run_training
 
@@ -119,12 +143,15 @@ def stage_train(args: argparse.Namespace) -> None:
                 continue
             for name in ("latent_aug", "gz_only"):
                 out = args.runs / "train" / name / attr / f"s{seed}"
-                if (out / "result.json").exists():
+                if (out / "result.json").exists() or not _lock(out):
                     continue
                 log(f"{name} {attr} seed {seed}")
                 cfg = base_cfg(args, method="latent_aug", target=attr, protected=args.protected, seed=seed,
                                extra_hp={"augment": str(aug), "augment_sources": METHODS[name][1]})
-                run_training(cfg, out)
+                try:
+                    run_training(cfg, out)
+                finally:
+                    _lock_path(out).unlink(missing_ok=True)
 
 
 def run_dir(args: argparse.Namespace, method: str, attr: str, seed: int) -> Path:
