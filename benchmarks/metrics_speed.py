@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="20000,1000000")
     ap.add_argument("--n-boot", type=int, default=500)
     ap.add_argument("--loop-resamples", default="500,10", help="per size: resamples actually run in the loop")
-    ap.add_argument("--fairlearn-resamples", default="100,5", help="per size: resamples run with fairlearn")
+    ap.add_argument("--fairlearn-resamples", default="20,2", help="per size: resamples run with fairlearn")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny smoke configuration")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "metrics_speed.json"))

@@ -109,15 +109,13 @@ class CellIndex:
         codes = np.asarray(codes, dtype=np.int64)
         self.n = codes.shape[0]
         self.n_cells = int(n_cells)
-        counts = np.bincount(codes, minlength=self.n_cells)
-        self.order = np.argsort(codes, kind="stable")
-        self.sorted = bool((self.order == np.arange(self.n)).all())
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self.nonempty = np.flatnonzero(counts)
-        self.starts = starts[self.nonempty]
+        self._counts = np.bincount(codes, minlength=self.n_cells)
+        self.nonempty = np.flatnonzero(self._counts)
+        self._order: np.ndarray | None = None  # sort by cell, built on first use of the count-matrix path
         self.codes = codes
         self._codes32 = codes.astype(np.int32) if self.n_cells < 2**20 else codes
         self._key = (hashlib.sha1(self._codes32.tobytes()).hexdigest(), self.n_cells)
+        self._small: dict[Any, np.ndarray] = {}
 
     def _from_idx(self, R: "Resamples") -> np.ndarray:
         hit = R._cells.get(self._key)
@@ -127,9 +125,24 @@ class CellIndex:
 
     def _count_idx(self, idx: np.ndarray) -> np.ndarray:
         B = idx.shape[0]
-        c = self._codes32[idx]
-        c += (np.arange(B, dtype=c.dtype) * self.n_cells)[:, None]
+        top = B * self.n_cells
+        # the smallest table dtype keeps the random gather codes[idx] in cache
+        dt = np.int8 if top <= 127 else np.int16 if top <= 32767 else np.int32
+        table = self._small.get(dt)
+        if table is None:
+            table = self._small[dt] = self._codes32.astype(dt)
+        c = table[idx]
+        if B > 1:
+            c += (np.arange(B, dtype=dt) * self.n_cells)[:, None]
         return np.bincount(c.ravel(), minlength=B * self.n_cells).reshape(B, self.n_cells).astype(np.float64)
+
+    def _sorted_layout(self) -> tuple[np.ndarray, bool, np.ndarray]:
+        if self._order is None:
+            self._order = np.argsort(self.codes, kind="stable")
+            self._is_sorted = bool((self._order == np.arange(self.n)).all())
+            starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
+            self._starts = starts[self.nonempty]
+        return self._order, self._is_sorted, self._starts
 
     def __call__(self, R: Any) -> np.ndarray:
         if isinstance(R, Resamples) and R.idx is not None:
@@ -142,8 +155,9 @@ class CellIndex:
         if B == 1:
             out[0] = np.bincount(self.codes, weights=W[0].astype(np.float64), minlength=self.n_cells)
             return out
-        Ws = W if self.sorted else W[:, self.order]
-        out[:, self.nonempty] = np.add.reduceat(Ws, self.starts, axis=1)
+        order, is_sorted, starts = self._sorted_layout()
+        Ws = W if is_sorted else W[:, order]
+        out[:, self.nonempty] = np.add.reduceat(Ws, starts, axis=1)
         return out
 
 

@@ -118,7 +118,14 @@ def check_groups(
         if any(v is None or (isinstance(v, float) and v != v) for v in arr):
             raise DebiaskitError(f"{name} contains missing values; every sample needs a group label")
         arr = arr.astype(str)
-    labels, codes = np.unique(arr, return_inverse=True)
+    if arr.dtype.kind in "iu" and arr.size and arr.min() >= 0 and arr.max() < (1 << 20):
+        # small non-negative integers: O(n) encoding instead of a sort/hash
+        present = np.bincount(arr.astype(np.intp, copy=False)) > 0
+        labels = np.flatnonzero(present).astype(arr.dtype)
+        lookup = np.cumsum(present) - 1
+        codes = lookup[arr]
+    else:
+        labels, codes = np.unique(arr, return_inverse=True)
     if len(labels) < min_groups:
         raise DebiaskitError(
             f"{name} has {len(labels)} distinct group(s) ({labels.tolist()}); "

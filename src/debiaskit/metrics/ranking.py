@@ -51,7 +51,7 @@ def _prepare_label(y: np.ndarray, s: np.ndarray) -> _APLabel:
     block = np.concatenate([[0], np.cumsum(np.diff(ss) != 0)])  # tied scores share a block
     pos = ys == 1
     bp, bn = block[pos], block[~pos]
-    ub = np.unique(bp)
+    ub = bp[np.concatenate([[True], np.diff(bp) != 0])] if bp.size else bp  # bp is non-decreasing
     last_pos = np.searchsorted(bp, ub, side="right") - 1
     neg_upto = np.searchsorted(bn, ub, side="right")
     return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto, bool(len(ub) == len(bp)))
