@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import BatchedSpec, as_weights, batched, ones_weights, safe_div
-from debiaskit.metrics._validation import as_numpy, check_binary, check_groups, check_lengths, check_scores, group_name, warn
+from debiaskit.metrics._batched import BatchedSpec, as_weights, batched, safe_div
+from debiaskit.metrics._validation import check_binary, check_groups, check_lengths, check_scores, group_name, warn
 from debiaskit.metrics.bootstrap import resample_weights
 from debiaskit.metrics.fairness import accuracy, false_positive_rate, selection_rate, true_positive_rate
 from debiaskit.metrics.ranking import average_precision
