@@ -153,3 +153,26 @@ def test_shared_data_sources(shared_data, isolated_cache):
     a = S.load_cifar10(shared_data, source="lossless5k")
     assert a.train_images.shape == (4000, 32, 32, 3) and a.test_images.shape == (1000, 32, 32, 3)
     assert a.source == "lossless5k" and not a.lossy
+
+
+def test_download_branch_uses_torchvision_into_the_cache(tmp_path, isolated_cache, make_pickles, monkeypatch):
+    import torchvision
+
+    calls = []
+
+    class FakeCIFAR10:  # stands in for the network: writes the release layout where torchvision would
+        def __init__(self, root, train=True, download=False):
+            calls.append((root, train, download))
+            if not (tmp_path / "written").exists():
+                make_pickles(__import__("pathlib").Path(root))
+                (tmp_path / "written").touch()
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    monkeypatch.delenv("DEBIASKIT_NO_DOWNLOAD")
+    loc = S.locate_cifar10(tmp_path)  # nothing in the data dir -> download
+    assert loc.source == "download" and str(isolated_cache) in str(loc.path)
+    assert [c[1:] for c in calls] == [(True, True), (False, True)]
+    assert S.read_cifar10(loc, verify=False).train_images.shape == (30, 32, 32, 3)
+    # a previous download is reused offline, without calling torchvision again
+    monkeypatch.setenv("DEBIASKIT_NO_DOWNLOAD", "1")
+    assert S.locate_cifar10(tmp_path).source == "download" and len(calls) == 2
