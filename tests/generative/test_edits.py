@@ -165,3 +165,18 @@ def test_multivalued_protected_hits_targets():
     others = np.ones((n, V), bool)
     others[rows, src] = others[rows, dst] = False
     np.testing.assert_allclose(Hp[others], H[others], atol=1e-9)
+
+
+def test_fit_hyperplane_recovers_direction_and_reports_accuracy():
+    from debiaskit.generative.hyperplanes import fit_hyperplane
+
+    rng = np.random.default_rng(7)
+    w = _unit(rng, 5)
+    z = rng.normal(size=(600, 5))
+    y = (z @ w + 0.3 > 0).astype(int)
+    hp = fit_hyperplane(z[:400], y[:400], z[400:], y[400:], attribute="A")
+    assert abs(np.linalg.norm(hp.w) - 1) < 1e-12 and hp.w @ w > 0.98
+    assert hp.heldout_accuracy > 0.95 and hp.heldout_balanced_accuracy > 0.95
+    assert hp.n_fit == 400 and hp.positives_fit == int(y[:400].sum())
+    with pytest.raises(DebiaskitError, match="constant"):
+        fit_hyperplane(z, np.ones(600, int), z, y, attribute="A")

@@ -40,6 +40,7 @@ class LatentHyperplane:
     n_heldout: int
     positives_fit: int
     positive_rate_heldout: float
+    heldout_balanced_accuracy: float = float("nan")
 
     def score(self, z: Any) -> np.ndarray:
         """Signed distance h(z) = wᵀz + b for each row of z."""
@@ -113,7 +114,10 @@ def fit_hyperplane(
         svm.fit(Z, y)
     w, b = normalize_hyperplane(svm.coef_.reshape(-1), float(svm.intercept_[0]))
     fit_acc = float(((Z @ w + b > 0).astype(np.int64) == y).mean())
-    held_acc = float(((Zh @ w + b > 0).astype(np.int64) == yh).mean()) if len(yh) else float("nan")
+    pred_h = (Zh @ w + b > 0).astype(np.int64)
+    held_acc = float((pred_h == yh).mean()) if len(yh) else float("nan")
+    recalls = [float((pred_h[yh == c] == c).mean()) for c in (0, 1) if (yh == c).any()]
+    held_bacc = float(np.mean(recalls)) if recalls else float("nan")
     return LatentHyperplane(
         attribute=attribute,
         w=w,
@@ -124,4 +128,5 @@ def fit_hyperplane(
         n_heldout=len(yh),
         positives_fit=int(y.sum()),
         positive_rate_heldout=float(yh.mean()) if len(yh) else float("nan"),
+        heldout_balanced_accuracy=held_bacc,
     )
