@@ -51,3 +51,21 @@ def small_hparams(method: str, **kw):
     hp.update({"model": "mlp", "model_kwargs": {"hidden": [8, 6], "input_scale": 1.0}, "batch_size": 16, "lr": 1e-2})
     hp.update(kw)
     return hp
+
+
+def build_toy(*, ratio: float = 0.05, seed: int = 0) -> DatasetSplits:
+    """A registered-dataset builder over :func:`planted` (for sweep tests; no files, builds in milliseconds)."""
+    return DatasetSplits({
+        "train": planted(320, conflicting=ratio, seed=seed, split="train"),
+        "val": planted(90, conflicting=ratio, seed=seed + 1, split="val"),
+        "test": planted(90, conflicting=1.0, seed=seed + 2, split="test"),
+    })
+
+
+def register_toy(name: str = "lffdis_toy") -> str:
+    from debiaskit.data.registry import DATASETS, list_datasets
+
+    list_datasets()  # import the built-in datasets first
+    if name not in DATASETS.list("*"):
+        DATASETS.register(name)(build_toy)
+    return name
