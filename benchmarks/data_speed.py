@@ -2,12 +2,10 @@
 
 For each dataset (Colored MNIST 28 px, Corrupted CIFAR-10 32 px), in the same run and on the same uint8 data:
 
-* ``debiaskit``: the training data path of the library — a shuffled index batch, ``BiasedDataset.images[idx]``
-  (uint8 tensor gather), then :func:`debiaskit.data.augment.make_batch_transform` (CIFAR: random crop 32 with
+* ``debiaskit``: the training data path of the library — a shuffled index batch,
+  ``images.index_select(0, idx)`` (uint8 tensor gather, as the trainer does), then :func:`debiaskit.data.augment.make_batch_transform` (CIFAR: random crop 32 with
   padding 4 + flip + normalise, vectorised per batch; CMNIST: scale to [0, 1]). On a GPU the whole uint8 set
   lives on the device and the transform runs there.
-* ``proposal``: the same with ``images.index_select(0, idx)`` and an ``as_strided`` crop (bit-identical output;
-  a suggested replacement, benchmark-local).
 * ``dataloader_pil``: LfF's pipeline (spec §10) — a ``torch.utils.data.Dataset`` over the same numpy HWC array
   with a per-sample torchvision transform (CIFAR: ``ToPILImage -> RandomCrop(32, 4) -> RandomHorizontalFlip ->
   ToTensor -> Normalize``; CMNIST: ``ToTensor``), ``DataLoader(batch_size, shuffle=True)`` with 0 and with
@@ -72,33 +70,6 @@ def _baseline_transform(name: str, info: dict):
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def strided_crop_flip_transform(info: dict):
-    """PROPOSAL (not the library path): crop via an ``as_strided`` window view + one gather of whole
-    (C, H, W) slabs, flip via ``torch.where``; same distribution as ``augment.random_crop_flip``."""
-    aug, norm = info.get("train_augment") or {}, info.get("normalize")
-    pad, flip = int(aug.get("padding", 0)), bool(aug.get("flip", False))
-
-    def tf(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        b, c, h, w = x.shape
-        if pad:
-            p = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-            dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
-            dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
-            sb, sc, sh, sw = p.stride()
-            win = p.as_strided((b, 2 * pad + 1, 2 * pad + 1, c, h, w), (sb, sh, sw, sc, sh, sw))
-            x = win[torch.arange(b, device=x.device), dy, dx]
-        if flip:
-            f = torch.rand(b, generator=gen, device=x.device) < 0.5
-            x = torch.where(f[:, None, None, None], x.flip(3), x)
-        out = x.float().div_(255.0)
-        if norm:
-            out = (out - torch.tensor(norm["mean"], device=x.device).view(1, -1, 1, 1)) / torch.tensor(
-                norm["std"], device=x.device).view(1, -1, 1, 1)
-        return out
-
-    return tf
 
 
 def time_ours(ds, device: torch.device, batches: int, batch_size: int, seed: int, transform=None,
@@ -230,9 +201,7 @@ def main() -> None:
         "corrupted_cifar10": dict(data_dir=args.data_dir, source=args.cifar_source, type=0, progress=False),
     }
     paths = {
-        "debiaskit": lambda ds, dev: time_ours(ds, dev, args.batches, args.batch_size, args.seed),
-        "proposal": lambda ds, dev: time_ours(ds, dev, args.batches, args.batch_size, args.seed,
-                                              transform=strided_crop_flip_transform(ds.info), index_select=True),
+        "debiaskit": lambda ds, dev: time_ours(ds, dev, args.batches, args.batch_size, args.seed, index_select=True),
         "dataloader_pil_0w": lambda ds, dev: time_baseline(ds, name, dev, args.batches, args.batch_size, 0, args.seed),
         f"dataloader_pil_{args.workers}w": lambda ds, dev: time_baseline(ds, name, dev, args.batches,
                                                                         args.batch_size, args.workers, args.seed),
@@ -254,7 +223,7 @@ def main() -> None:
                                 "images_per_s_all": [round(x, 1) for x in v]})
                 print(f"{name} {dev.type} {p:20s} best {best[p]:10,.0f} img/s  (runs: "
                       f"{', '.join(f'{x:,.0f}' for x in v)})", flush=True)
-            for ours in ("debiaskit", "proposal"):
+            for ours in ("debiaskit",):
                 for base in (p for p in paths if p.startswith("dataloader")):
                     speedups[f"{name}/{dev.type}/{ours}_vs_{base}"] = round(best[ours] / best[base], 1)
     out = {
@@ -266,9 +235,8 @@ def main() -> None:
             "corrupted_cifar10": "ToPILImage, RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize",
             "colored_mnist": "ToTensor (LfF)",
         },
-        "notes": "path 'debiaskit' = BiasedDataset uint8 gather images[idx] + augment.make_batch_transform (the "
-                 "library path); 'proposal' = images.index_select(0, idx) + an as_strided crop/flip with "
-                 "bit-identical output (benchmark-local proposal, not used by the library yet); "
+        "notes": "path 'debiaskit' = uint8 gather images.index_select(0, idx) + augment.make_batch_transform "
+                 "(the library path, as in the trainer; crop via an as_strided window view); "
                  "'dataloader_pil_Kw' = LfF-style per-sample transform in a DataLoader with K workers. "
                  "Speed-ups use the best of the interleaved repeats (the machine is shared: see loadavg).",
         "results": results,

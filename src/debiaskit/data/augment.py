@@ -29,25 +29,23 @@ def random_crop_flip(
 ) -> torch.Tensor:
     """Random crop of the original size from a zero-padded batch, and random horizontal flip.
 
-    Offsets and flips are drawn per image with ``generator`` (on ``x``'s device), then applied with one
-    gather, so the cost is a few tensor ops per batch.
+    Offsets and flips are drawn per image with ``generator`` (on ``x``'s device). The crop is one gather of
+    whole ``(C, H, W)`` windows from an ``as_strided`` view of the padded batch, so the cost is a few
+    tensor ops per batch, on CPU or GPU.
     """
     b, c, h, w = x.shape
     if padding > 0:
-        x = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
-        dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
-        cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
-    else:
-        rows = torch.arange(h, device=x.device).expand(b, h)
-        cols = torch.arange(w, device=x.device).expand(b, w)
+        p = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+        k = 2 * padding + 1
+        dy = torch.randint(0, k, (b,), generator=generator, device=x.device)
+        dx = torch.randint(0, k, (b,), generator=generator, device=x.device)
+        sb, sc, sh, sw = p.stride()
+        windows = p.as_strided((b, k, k, c, h, w), (sb, sh, sw, sc, sh, sw))
+        x = windows[torch.arange(b, device=x.device), dy, dx]
     if flip:
         f = torch.rand(b, generator=generator, device=x.device) < 0.5
-        cols = torch.where(f[:, None], cols.flip(1), cols)
-    bi = torch.arange(b, device=x.device)[:, None, None]
-    out = x.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+        x = torch.where(f[:, None, None, None], x.flip(3), x)
+    return x.contiguous()
 
 
 def make_batch_transform(info: dict[str, Any], *, train: bool) -> BatchTransform:

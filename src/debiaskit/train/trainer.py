@@ -232,7 +232,7 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
         if idx is None:
             idx = sampler.next()
         idx_d = idx.to(images.device)
-        x = transform(images[idx_d].to(device, non_blocking=True), generator if images.device == device else None)
+        x = transform(images.index_select(0, idx_d).to(device, non_blocking=True), generator if images.device == device else None)
         idx = idx.to(device)
         logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
         method.on_step_end(step)
