@@ -33,6 +33,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "report": None,  # the rule whose metrics are headlined; None = best held-out rule, else last
     "eval_batch_size": 2048,
     "data_on_device": True,  # keep uint8 images on the accelerator when there is one
+    "amp": "none",  # none | bf16: autocast the update and evaluation in bfloat16 (CPU or GPU)
+    "channels_last": False,  # NHWC memory format for conv models
     "progress": True,
 }
 
@@ -149,6 +151,8 @@ def _validate_numbers(cfg: dict[str, Any]) -> None:
     _positive_int("train.eval_every", tr["eval_every"])
     _positive_int("train.checkpoint_every", tr["checkpoint_every"])
     _positive_int("train.eval_batch_size", tr["eval_batch_size"])
+    if tr["amp"] not in ("none", "bf16"):
+        raise DebiaskitError(f"train.amp must be none or bf16, got {tr['amp']!r}")
     for k in ("lr",):
         if not isinstance(hp[k], (int, float)) or isinstance(hp[k], bool) or not hp[k] > 0:
             raise DebiaskitError(f"{k} must be a positive number, got {hp[k]!r}")

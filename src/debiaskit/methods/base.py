@@ -49,6 +49,7 @@ class TrainContext:
     generator: torch.Generator  # the run's RNG on ``device`` (saved in checkpoints)
     multilabel: bool = False
     dataset_info: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool = False  # performance option: models and batches in NHWC memory format
 
 
 @dataclass
@@ -111,9 +112,11 @@ class Method(nn.Module):
         hp = self.hparams
         kwargs = dict(hp.get("model_kwargs") or {})
         kwargs.update(overrides)
-        return create_model(hp["model"], num_classes=self.ctx.num_classes, in_shape=self.ctx.in_shape, **kwargs).to(
-            self.ctx.device
-        )
+        model = create_model(hp["model"], num_classes=self.ctx.num_classes, in_shape=self.ctx.in_shape, **kwargs)
+        model = model.to(self.ctx.device)
+        if self.ctx.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
 
     def make_optimizer(self, params: Any, *, lr: float | None = None) -> torch.optim.Optimizer:
         hp = self.hparams

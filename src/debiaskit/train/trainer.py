@@ -64,6 +64,7 @@ def build_data(cfg: dict[str, Any]) -> DatasetSplits:
 
 def build_method(cfg: dict[str, Any], splits: DatasetSplits, device: torch.device, generator: torch.Generator) -> Method:
     train = splits["train"]
+    channels_last = bool(cfg["train"].get("channels_last", False))
     ctx = TrainContext(
         dataset=cfg["dataset"]["name"],
         num_classes=train.num_classes,
@@ -76,6 +77,7 @@ def build_method(cfg: dict[str, Any], splits: DatasetSplits, device: torch.devic
         generator=generator,
         multilabel=train.multilabel,
         dataset_info=dict(train.info),
+        channels_last=channels_last,
     )
     return get_method(cfg["method"])(ctx, cfg["hparams"]).to(device)
 
@@ -197,7 +199,8 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
         train_logs = {k: float(v) / max(n_accum, 1) for k, v in accum.items()}
         accum, n_accum = {}, 0
         for s in eval_splits:
-            logits = predict_logits(method, splits[s], device=device, batch_size=tr["eval_batch_size"])
+            with autocast:
+                logits = predict_logits(method, splits[s], device=device, batch_size=tr["eval_batch_size"])
             results[s] = split_metrics(logits, splits[s])
             append_jsonl(
                 out_dir / "metrics.jsonl",
@@ -225,6 +228,8 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
             },
         )
 
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=tr.get("amp") == "bf16")
+    memory_format = torch.channels_last if tr.get("channels_last") else torch.contiguous_format
     last_results: dict[str, dict[str, float]] = {}
     for step in range(start_step + 1, steps + 1):
         ts = time.perf_counter()
@@ -233,8 +238,11 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
             idx = sampler.next()
         idx_d = idx.to(images.device)
         x = transform(images.index_select(0, idx_d).to(device, non_blocking=True), generator if images.device == device else None)
+        if memory_format is torch.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
         idx = idx.to(device)
-        logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
+        with autocast:
+            logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
         method.on_step_end(step)
         for k, v in logs.items():
             v = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
