@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from debiaskit.errors import DebiaskitError
 from debiaskit.losses import DEFAULT_EMA_ALPHA, DEFAULT_Q, RelativeDifficulty, generalized_ce
 from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.registry import register_method
@@ -42,6 +43,8 @@ class LfF(Method):
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
         super().__init__(ctx, hparams)
+        if ctx.multilabel:
+            raise DebiaskitError("lff needs a single-label task (its losses are softmax cross-entropies)")
         self.model_b = self.make_model()
         self.model_d = self.make_model()
         self.opt_b = self.add_optimizer("biased", self.model_b.parameters())
