@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ip.add_argument("--ratio", type=float)
     ip.add_argument("--data-dir")
     ip.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="any builder option")
+    ip.add_argument("--top-k", type=int, default=3, help="labels listed per protected group in the skew summary")
     ip.set_defaults(func=run_info)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -48,4 +49,10 @@ def run_info(args: argparse.Namespace) -> int:
         opts["data_dir"] = args.data_dir
     splits = get_splits(args.name, **opts)
     print(format_split_card(splits))
+    train = splits["train"]
+    if not train.multilabel:
+        from debiaskit.data.bias_card import bias_card, format_bias_card
+
+        print()
+        print(format_bias_card(bias_card(train, top_k=args.top_k)))
     return 0
