@@ -185,3 +185,16 @@ def test_failure_while_writing_leaves_no_partial_report(run_cli, files, tmp_path
                 "--n-boot", "0", "--out", tmp_path / "o")
     assert not (tmp_path / "o").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv", "val.csv"]
+
+
+def test_parquet_input_gives_the_same_report(run_cli, files, tmp_path):
+    test, _ = files
+    pq = tmp_path / "test.parquet"
+    pd.read_csv(test).to_parquet(pq)
+    args = ["--target", "target", "--score", "score", "--protected", "bias", "--threshold", "0.5", "--n-boot", "10",
+            "--no-plots"]
+    assert run_cli("audit", "predictions", test, *args, "--out", tmp_path / "a") == 0
+    assert run_cli("audit", "predictions", pq, *args, "--out", tmp_path / "b") == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())["targets"]
+    b = json.loads((tmp_path / "b" / "report.json").read_text())["targets"]
+    assert a == b
