@@ -161,7 +161,10 @@ class BiasedDataset(torch.utils.data.Dataset):
 
     @property
     def conflict_ratio(self) -> float:
-        return float(self.conflicting.float().mean()) if len(self) else float("nan")
+        """Share of bias-conflicting samples (NaN for multi-label tasks, where it is not defined)."""
+        if self.multilabel or not len(self):
+            return float("nan")
+        return float(self.conflicting.float().mean())
 
     def group_counts(self) -> torch.Tensor:
         """Counts per (target, bias) cell, shape ``(num_classes, num_bias)``."""
