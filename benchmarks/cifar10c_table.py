@@ -139,7 +139,7 @@ def _cell_status(run_dir: Path) -> dict[str, Any]:
 def _fmt(mean: float | None, std: float | None, n: int | None = None) -> str:
     if mean is None:
         return "–"
-    s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+    s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None and n != 1 else "")
     return s + (f" (n={n})" if n is not None and n != 3 else "")
 
 
