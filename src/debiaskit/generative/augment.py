@@ -112,7 +112,7 @@ def build_augmentation(
         raise DebiaskitError(
             f"target and protected classifiers take different input shapes: {shape} vs {tuple(protected_clf.input_shape)}"
         )
-    check_output_shape(generator, shape, what=f"the classifier input shape")
+    check_output_shape(generator, shape, what="the classifier input shape")
     timings: dict[str, float] = {}
     d = int(generator.latent_dim)
     total = cfg.n_fit + cfg.n_heldout + cfg.n

@@ -215,7 +215,7 @@ def train_gan(
     step, elapsed_total = 0, 0.0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ck.get("kind") != CHECKPOINT_KIND:
             raise DebiaskitError(f"{ckpt_path} is not a debiaskit GAN checkpoint")
         old = dict(ck["config"])
@@ -321,7 +321,10 @@ def train_gan(
 
 def load_gan_generator(path: str | Path, *, use_ema: bool = True) -> Generator:
     """The (EMA) generator of a :func:`train_gan` checkpoint, in eval mode."""
-    ck = torch.load(Path(path), map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)  # tensors and plain containers only
+    except Exception as e:  # noqa: BLE001
+        raise DebiaskitError(f"cannot read GAN checkpoint {path}: {type(e).__name__}") from None
     if not isinstance(ck, dict) or ck.get("kind") != CHECKPOINT_KIND:
         raise DebiaskitError(f"{path} is not a debiaskit GAN checkpoint (made by 'debiaskit generative train-gan')")
     cfg = ck["config"]
