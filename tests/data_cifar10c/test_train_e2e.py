@@ -5,9 +5,8 @@ from the JPEG-tree fixture of this directory's conftest. The file-backed familie
 image_folder, csv, COCO / imSitu gender) get their own tiny trees with the real layouts, built the same way as
 in ``tests/data_files`` (whose tests train a model by hand, not through the trainer); ``celeba64_mini`` uses the
 real file of ``../shared/data``. Colored MNIST runs through the trainer in ``tests/foundation/test_trainer.py``
-and ``test_cli.py``. COCO gender has no train split in the public release: the test checks the error, and the
-multi-label run on a user-provided train split is an expected failure (strict) until ``BiasedDataset.summary``
-handles multi-label splits.
+and ``test_cli.py``. COCO gender has no train split in the public release: the test checks the error, and
+trains the multi-label task on a user-provided train split.
 """
 
 from __future__ import annotations
@@ -285,9 +284,6 @@ def test_coco_gender_without_train_split_is_a_clear_error(tmp_path, monkeypatch)
     assert not (tmp_path / "nope").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=DebiaskitError,
-                   reason="BiasedDataset.summary() (result.json) asks a multi-label split for its conflict ratio, "
-                          "which raises 'the aligned mask is defined for single-label datasets only'")
 def test_coco_gender_multilabel_through_trainer(tmp_path, monkeypatch):
     ds = _coco_ds(tmp_path, monkeypatch)
     from debiaskit.data.base import DatasetSplits
@@ -299,6 +295,7 @@ def test_coco_gender_multilabel_through_trainer(tmp_path, monkeypatch):
                             splits=splits)
     rows = _check_run(out, result, steps=12, eval_every=6, eval_splits=["test"])
     assert all(0.0 <= r["mAP"] <= 1.0 for r in rows)
+    assert math.isnan(result["data"]["splits"]["train"]["conflict_ratio"])  # undefined for multi-label tasks
     assert rows[-1]["train_logs"]["loss"] < rows[0]["train_logs"]["loss"]
 
 
