@@ -52,7 +52,7 @@ def test_adversarial_multivalued_protected_and_multilabel(tmp_path, toy, run_met
 
 def test_adversarial_multilabel_update_uses_weighted_bce():
     """Multi-label targets: BCE with per-class weights #neg/#pos (paper §B4). Checked on the method directly
-    (the trainer's result summary does not support multi-label datasets yet)."""
+    and batch composition)."""
     from debiaskit.methods.adversarial import Adversarial
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.methods.registry import default_hparams
@@ -192,3 +192,10 @@ def test_adversarial_resume_is_exact(tmp_path, toy, run_method):
     b = torch.load(tmp_path / "part" / "model_last.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k])
+
+
+@pytest.mark.parametrize("method", ["adversarial", "reweight", "groupdro"])
+def test_multilabel_run_through_trainer(tmp_path, toy, run_method, method):
+    res = run_method(method, tmp_path / method, toy(300, multilabel=True), steps=6)
+    assert 0.0 <= res.result["final"]["test"]["mAP"] <= 1.0
+    assert res.result["labels_consumed"] == ["target", "bias"]
