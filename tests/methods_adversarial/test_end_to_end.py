@@ -52,7 +52,7 @@ def test_adversarial_multivalued_protected_and_multilabel(tmp_path, toy, run_met
 
 def test_adversarial_multilabel_update_uses_weighted_bce():
     """Multi-label targets: BCE with per-class weights #neg/#pos (paper §B4). Checked on the method directly
-    and batch composition)."""
+    (class weights and batch composition)."""
     from debiaskit.methods.adversarial import Adversarial
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.methods.registry import default_hparams
