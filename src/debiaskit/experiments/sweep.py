@@ -163,11 +163,68 @@ def expand_sweep(
                     user.setdefault("train", {})["progress"] = False
                     cfg = resolve_config(user)
                     tag = f"{m}-{ds_name}" + (f"-r{ratio:g}" if ratio is not None else "") + f"-s{seed}"
-                    runs.append(SweepRun(tag, cfg, out / "runs" / f"{tag}-{config_hash(cfg)}"))
+                    run_dir = out / "runs" / f"{tag}-{config_hash(cfg)}"
+                    if not run_dir.exists():
+                        run_dir = _compatible_dir(out / "runs", tag, cfg) or run_dir
+                    runs.append(SweepRun(tag, cfg, run_dir))
     keys = [r.run_dir for r in runs]
     if len(set(keys)) != len(keys):
         raise DebiaskitError("the sweep grid has duplicate cells")
     return runs
+
+
+def _missing_paths(old: dict[str, Any], new: dict[str, Any], prefix: tuple = ()) -> list[tuple] | None:
+    """Key paths of ``new`` absent from ``old``; ``None`` when a key present in both differs."""
+    missing: list[tuple] = []
+    for k, v in new.items():
+        if k not in old:
+            missing.append((*prefix, k))
+        elif isinstance(v, dict) and isinstance(old[k], dict):
+            sub = _missing_paths(old[k], v, (*prefix, k))
+            if sub is None:
+                return None
+            missing += sub
+        elif to_json(old[k], indent=None) != to_json(v, indent=None):
+            return None
+    if set(old) - set(new):
+        return None
+    return missing
+
+
+def _get(d: dict[str, Any], path: tuple) -> Any:
+    for k in path:
+        d = d[k]
+    return d
+
+
+def _compatible_dir(runs_root: Path, tag: str, cfg: dict[str, Any]) -> Path | None:
+    """A run directory of ``tag`` written by an older debiaskit whose config lacks only keys added later.
+
+    Accepted only when every key missing from the stored config has its *default* value in ``cfg`` (so the
+    old run did what the new config asks); the directory is then reused instead of starting over.
+    """
+    import yaml
+
+    if not runs_root.is_dir():
+        return None
+    comparable = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "progress"}}
+    defaults = None
+    for cand in sorted(runs_root.glob(f"{tag}-*")):
+        if not (cand / "config.yaml").is_file() or cand.name.rsplit("-", 1)[0] != tag:
+            continue
+        old = yaml.safe_load((cand / "config.yaml").read_text()) or {}
+        old = {**old, "train": {k: v for k, v in (old.get("train") or {}).items() if k != "progress"}}
+        missing = _missing_paths(old, comparable)
+        if not missing:
+            continue  # None: a real difference; []: identical (would have had the same hash)
+        if defaults is None:
+            defaults = resolve_config({"dataset": {"name": cfg["dataset"]["name"]}, "method": cfg["method"]})
+        try:
+            if all(to_json(_get(comparable, p), indent=None) == to_json(_get(defaults, p), indent=None) for p in missing):
+                return cand
+        except KeyError:
+            continue
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -190,6 +247,7 @@ def _run_one(cfg: dict[str, Any], run_dir: str, threads: int) -> tuple[str, str 
 
     t0 = time.perf_counter()
     try:
+        _upgrade_config_file(cfg, Path(run_dir))
         run_training(cfg, run_dir)
     except DebiaskitError as e:
         return run_dir, str(e), time.perf_counter() - t0
@@ -229,6 +287,20 @@ def run_sweep(runs: list[SweepRun], out: str | Path, *, jobs: int = 1, threads: 
     if pending or (out / "sweep.json").exists():
         write_json(out / "sweep.json", manifest)
     return manifest
+
+
+def _upgrade_config_file(cfg: dict[str, Any], run_dir: Path) -> None:
+    """Rewrite an older run's config.yaml with the keys added since (at their defaults) before resuming it."""
+    import yaml
+
+    f = run_dir / "config.yaml"
+    if not f.is_file() or run_dir.name.endswith(config_hash(cfg)):
+        return
+    if _compatible_dir(run_dir.parent, run_dir.name.rsplit("-", 1)[0], cfg) == run_dir:
+        from debiaskit.io import write_yaml
+
+        old = yaml.safe_load(f.read_text()) or {}
+        write_yaml(f, {**cfg, "train": {**cfg["train"], "progress": (old.get("train") or {}).get("progress", False)}})
 
 
 def _star_run_one(args: tuple[dict[str, Any], str, int]) -> tuple[str, str | None, float]:
