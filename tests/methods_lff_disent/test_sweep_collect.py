@@ -139,3 +139,19 @@ def test_collect_errors(tmp_path):
     with pytest.raises(DebiaskitError, match="no result.json"):
         collect(tmp_path)
     assert main(["collect", str(tmp_path / "missing")]) == 2
+
+
+def test_run_dir_of_an_older_config_without_later_default_keys_is_reused(tmp_path):
+    spec = {**SPEC, "ratios": [0.05], "seeds": [0], "methods": {"lff": SPEC["methods"]["lff"]}}
+    (run,) = expand_sweep(spec, tmp_path)
+    old_cfg = json.loads(json.dumps(run.config))
+    old_cfg["train"].pop("eval_batch_size")  # as if written before this key existed (it is at its default)
+    legacy = tmp_path / "runs" / f"{run.key}-0123456789ab"
+    legacy.mkdir(parents=True)
+    (legacy / "config.yaml").write_text(yaml.safe_dump(old_cfg))
+    (again,) = expand_sweep(spec, tmp_path)
+    assert again.run_dir == legacy
+    # a key set to a non-default value is a real difference: a new directory
+    changed = {**spec, "base": {**spec["base"], "train": {**spec["base"]["train"], "eval_batch_size": 7}}}
+    (other,) = expand_sweep(changed, tmp_path)
+    assert other.run_dir != legacy
