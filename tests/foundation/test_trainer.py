@@ -103,3 +103,18 @@ def test_selection_tracker_keeps_earliest_best():
     t.update(2, {"val": {"accuracy": 0.7}})
     t.update(3, {"val": {"accuracy": 0.7}})
     assert t.best["best_val_accuracy"]["step"] == 2 and t.best["last"]["step"] == 3
+
+
+def test_on_eval_hook_stops_training_early(tmp_path, small_cmnist, tiny_config, monkeypatch):
+    seen = []
+
+    def on_eval(self, step, results, out_dir=None):
+        seen.append((step, sorted(results), out_dir))
+        assert self.run_dir == tmp_path / "e"
+        return step >= 20
+
+    monkeypatch.setattr(Vanilla, "on_eval", on_eval)
+    r = run_training(tiny_config(hparams={"steps": 50}), tmp_path / "e", splits=small_cmnist).result
+    assert [s for s, _, _ in seen] == [10, 20] and seen[0][1] == ["test", "val"] and seen[0][2] == tmp_path / "e"
+    assert r["early_stopped_at_step"] == 20 and r["selection"]["last"]["step"] == 20
+    assert torch.load(tmp_path / "e" / "checkpoint.pt", weights_only=False)["step"] == 20

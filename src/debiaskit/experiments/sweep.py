@@ -291,16 +291,14 @@ def run_sweep(runs: list[SweepRun], out: str | Path, *, jobs: int = 1, threads: 
 
 def _upgrade_config_file(cfg: dict[str, Any], run_dir: Path) -> None:
     """Rewrite an older run's config.yaml with the keys added since (at their defaults) before resuming it."""
-    import yaml
-
     f = run_dir / "config.yaml"
     if not f.is_file() or run_dir.name.endswith(config_hash(cfg)):
         return
     if _compatible_dir(run_dir.parent, run_dir.name.rsplit("-", 1)[0], cfg) == run_dir:
         from debiaskit.io import write_yaml
+        from debiaskit.train.trainer import _comparable
 
-        old = yaml.safe_load(f.read_text()) or {}
-        write_yaml(f, {**cfg, "train": {**cfg["train"], "progress": (old.get("train") or {}).get("progress", False)}})
+        write_yaml(f, _comparable(cfg))
 
 
 def _star_run_one(args: tuple[dict[str, Any], str, int]) -> tuple[str, str | None, float]:

@@ -20,17 +20,14 @@ Schedule (the paper's two stages, plus the pre-training it assumes; spec pitfall
   left of the protected attribute, f adapts to the masked images).
 
 Early stopping on the task metric: the trainer's model-selection rule (``best_val_accuracy`` /
-``best_val_map``) already returns the best-validation checkpoint. With a trainer that calls the optional
-hook ``on_eval(step, results, out_dir)`` after each evaluation, ``early_stop_patience`` > 0 also stops
-updating (all later steps are no-ops, logged ``stopped=1``) after that many evaluations in stages 1–2
-without improvement of ``early_stop_metric`` (``split/metric``; default ``val/mAP`` for multi-label,
-``val/accuracy`` otherwise).
+``best_val_map``) returns the best-validation checkpoint, and with ``early_stop_patience`` > 0 the method's
+``on_eval`` hook asks the trainer to stop after that many evaluations in stages 1–2 without improvement of
+``early_stop_metric`` (``split/metric``; default ``val/mAP`` for multi-label, ``val/accuracy`` otherwise);
+``result.json`` then records ``early_stopped_at_step`` (later updates, if any, are no-ops logged ``stopped=1``).
 
 Inspection grid: ``mask_grid.png`` in the run directory — rows original / mask / masked for ``grid_n``
 training images — written every ``grid_every`` steps (0 = only at the last step) and at every ``on_eval``.
-The run directory comes from ``on_eval``; with the current trainer (no hook) it is read from the calling
-``run_training`` frame (a documented bridge until the hook exists). :func:`save_mask_grid` writes a grid for
-any images.
+The run directory is ``Method.run_dir`` (set by the trainer). :func:`save_mask_grid` writes a grid for any images.
 
 Defaults (CPU-sized): λ = 5, β = 0.1 (paper COCO), U-Net ngf 16 / depth 3 (paper ngf 64 / depth 5 at 224 px),
 balanced batches (paper 8 + 8 of a loader batch of 40).
@@ -38,7 +35,6 @@ balanced batches (paper 8 + 8 of a loader batch of 40).
 
 from __future__ import annotations
 
-import inspect
 import io
 import math
 from pathlib import Path
@@ -93,19 +89,6 @@ def save_mask_grid(path: str | Path, x: torch.Tensor, mask: torch.Tensor, *, inf
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return write_bytes(path, buf.getvalue())
-
-
-def _trainer_run_dir() -> Path | None:
-    """The ``out_dir`` of the enclosing ``run_training`` call, if any (bridge until an ``on_eval`` hook exists)."""
-    f = inspect.currentframe()
-    try:
-        while f is not None:
-            if f.f_code.co_name == "run_training" and "out_dir" in f.f_locals:
-                return Path(f.f_locals["out_dir"])
-            f = f.f_back
-    finally:
-        del f
-    return None
 
 
 @register_method("adversarial_image")
@@ -250,7 +233,7 @@ class AdversarialImage(BalancedBatchesMixin, Method):
         every, steps = int(self.hparams["grid_every"]), int(self.hparams["steps"])
         if step != steps and not (every and step % every == 0):
             return
-        run_dir = self._run_dir or _trainer_run_dir()
+        run_dir = self._run_dir or self.run_dir
         if run_dir is not None and run_dir.is_dir():
             self.write_grid(run_dir / GRID_FILE)
 

@@ -14,7 +14,8 @@ A method owns its networks and optimisers and turns one mini-batch into one upda
         def predict(self, x) -> logits                                       # the evaluated model
 
 Optional hooks: ``prepare_splits`` (change the training data, e.g. a balanced subset or an augmented set),
-``sample_indices`` (custom batch sampling, e.g. group-balanced batches), ``on_step_end`` (schedulers).
+``sample_indices`` (custom batch sampling, e.g. group-balanced batches), ``on_step_end`` (schedulers),
+``on_eval`` (after each evaluation: write inspection artefacts into ``run_dir``, or return True to stop early).
 
 Everything a method must checkpoint is either a registered sub-module / buffer of the method (it is an
 ``nn.Module``, so ``state_dict()`` covers it), an optimiser in ``self.optimizers`` or a scheduler in
@@ -24,6 +25,7 @@ Everything a method must checkpoint is either a registered sub-module / buffer o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -76,6 +78,8 @@ class Method(nn.Module):
         self.hparams = dict(hparams)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        #: the run directory, set by the trainer before training (None outside a run)
+        self.run_dir: Path | None = None
 
     # -- hyper-parameters -----------------------------------------------------------------------
     @classmethod
@@ -102,6 +106,10 @@ class Method(nn.Module):
         """Called after every update with the number of completed steps; steps the LR schedulers."""
         for s in self.schedulers.values():
             s.step()
+
+    def on_eval(self, step: int, results: dict[str, dict[str, float]], out_dir: Path | None = None) -> bool:
+        """Called after every evaluation with ``results[split][metric]``; return True to stop training early."""
+        return False
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

@@ -151,6 +151,7 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg["seed"])
     method = build_method(cfg, splits, device, generator)  # validates model/optimizer names
+    method.run_dir = out_dir
 
     on_device = tr["data_on_device"] and device.type == "cuda"
     images = train.images.to(device) if on_device else train.images
@@ -212,6 +213,8 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
                 torch_save(out_dir / f"model_{rule}.pt", method.state_dict())
         return results
 
+    stopped_at: int | None = None
+
     def checkpoint(step: int) -> None:
         torch_save(
             out_dir / "checkpoint.pt",
@@ -257,8 +260,13 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
             if bar is not None and last_results:
                 first = next(iter(last_results.values()))
                 bar.set_postfix({k: f"{v:.3f}" for k, v in first.items() if k in ("accuracy", "unbiased_accuracy", "mAP")})
-        if step % tr["checkpoint_every"] == 0 or step == steps:
+            if method.on_eval(step, last_results, out_dir) and step < steps:
+                stopped_at = step
+        if step % tr["checkpoint_every"] == 0 or step == steps or stopped_at is not None:
             checkpoint(step)
+        if stopped_at is not None:
+            log.info("%s asked to stop early at step %d", cfg["method"], step)
+            break
     if bar is not None:
         bar.close()
 
@@ -272,6 +280,7 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
         "dataset_options": {k: v for k, v in cfg["dataset"].items() if k != "name"},
         "seed": cfg["seed"],
         "steps": steps,
+        "early_stopped_at_step": stopped_at,
         "labels_consumed": list(type(method).labels_consumed),
         "uses_bias_labels": method.uses_bias_labels,
         "evaluated_model": type(method).evaluated_model,
