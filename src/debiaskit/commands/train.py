@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--steps", type=int, help="number of optimisation steps")
     p.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--augment", metavar="DIR", help="augmentation directory from `debiaskit augment` (method latent_aug)")
     p.add_argument("--select", help="comma-separated model-selection rules (e.g. last,best_val_accuracy,oracle_test)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set hparams.lr=0.01 --set dataset.severity=3")
@@ -50,6 +51,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raw["device"] = args.device
     if args.steps is not None:
         raw.setdefault("hparams", {})["steps"] = args.steps
+    if args.augment:
+        raw.setdefault("hparams", {})["augment"] = args.augment
     if args.select:
         raw.setdefault("train", {})["selection"] = [s.strip() for s in args.select.split(",") if s.strip()]
     if getattr(args, "no_progress", False):
