@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     }
     write_text(out, df.to_csv(index=False, float_format="%.8g"))
     write_json(out.with_name(out.name + ".json"), meta)
-    hint = (f"--target target --score score_1 --protected bias" if not ds.multilabel and ds.num_classes == 2
+    hint = ("--target target --score score_1 --protected bias" if not ds.multilabel and ds.num_classes == 2
             else "--target target --score " + ",".join(c for c in df.columns if c.startswith("score_"))
             + " --protected bias" if not ds.multilabel else "--target " + ",".join(c for c in df.columns if c.startswith("target_"))
             + " --score " + ",".join(c for c in df.columns if c.startswith("score_")) + " --protected bias")

@@ -26,9 +26,10 @@ import torch
 
 from debiaskit.data.base import DatasetSplits
 from debiaskit.errors import DebiaskitError
-from debiaskit.methods.base import Batch, Method, TrainContext
+from debiaskit.methods.base import TrainContext
 from debiaskit.methods.bias_supervised import require_protected
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.vanilla import Vanilla
 
 __all__ = ["BalancedSplitMethod", "multivalue_balanced_indices"]
 
@@ -55,7 +56,7 @@ def multivalue_balanced_indices(targets: np.ndarray, bias: np.ndarray, alpha: fl
 
 
 @register_method("balanced_split")
-class BalancedSplitMethod(Method):
+class BalancedSplitMethod(Vanilla):
     """Plain task loss on the α-balanced training subset (Wang et al. 2019 "α-split" baseline)."""
 
     labels_consumed = ("target", "bias")
@@ -94,20 +95,5 @@ class BalancedSplitMethod(Method):
         return DatasetSplits({**{k: v for k, v in splits.items()}, "train": sub}, info=dict(splits.info))
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
-        super().__init__(ctx, hparams)
         require_protected(ctx, self.name)
-        self.model = self.make_model()
-        self.opt = self.add_optimizer("model", self.model.parameters())
-
-    def update(self, batch: Batch, step: int) -> dict[str, Any]:
-        self.model.train()
-        loss = self.task_loss(self.model(batch.x), batch.y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.detach()}
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        return self.model(x)
+        super().__init__(ctx, hparams)

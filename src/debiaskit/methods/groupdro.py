@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.methods.base import Batch, Method, TrainContext
+from debiaskit.methods.base import Batch, TrainContext
 from debiaskit.methods.bias_supervised import group_ids, num_groups, require_protected
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.vanilla import Vanilla
 
 __all__ = ["GroupDRO", "groupdro_step"]
 
@@ -45,7 +46,7 @@ def groupdro_step(q: torch.Tensor, per_sample_loss: torch.Tensor, groups: torch.
 
 
 @register_method("groupdro")
-class GroupDRO(Method):
+class GroupDRO(Vanilla):
     """Minimise the q-weighted group losses while q ascends towards the worst group."""
 
     labels_consumed = ("target", "bias")
@@ -56,16 +57,14 @@ class GroupDRO(Method):
         return {"dro_eta": 0.01, "dro_adjustment": 0.0}
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
-        super().__init__(ctx, hparams)
         require_protected(ctx, self.name)
+        super().__init__(ctx, hparams)
         eta, adj = float(self.hparams["dro_eta"]), float(self.hparams["dro_adjustment"])
         if not eta > 0:
             raise DebiaskitError(f"dro_eta must be > 0, got {self.hparams['dro_eta']}")
         if adj < 0:
             raise DebiaskitError(f"dro_adjustment must be >= 0, got {adj}")
         self.eta = eta
-        self.model = self.make_model()
-        self.opt = self.add_optimizer("model", self.model.parameters())
         G = num_groups(ctx)
         g = group_ids(ctx.train_targets, ctx.train_bias, num_bias=ctx.num_bias, multilabel=ctx.multilabel)
         counts = torch.bincount(g, minlength=G).float()
@@ -73,19 +72,9 @@ class GroupDRO(Method):
         self.register_buffer("q", q / q.sum())
         self.register_buffer("adjustment", adj / counts.clamp_min(1).sqrt())
 
-    def update(self, batch: Batch, step: int) -> dict[str, Any]:
-        self.model.train()
+    def objective(self, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
         g = group_ids(batch.y, batch.b, num_bias=self.ctx.num_bias, multilabel=self.ctx.multilabel)
         per = self.task_loss(self.model(batch.x), batch.y, reduction="none")
         new_q, loss, group_loss = groupdro_step(self.q, per, g, eta=self.eta, adjustment=self.adjustment)
         self.q.copy_(new_q)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.detach(), "avg_loss": per.detach().mean(), "max_q": self.q.max(),
-                "worst_group_batch_loss": group_loss.max()}
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        return self.model(x)
+        return loss, {"avg_loss": per.detach().mean(), "max_q": self.q.max(), "worst_group_batch_loss": group_loss.max()}

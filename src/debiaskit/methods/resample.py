@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from debiaskit.methods.base import Batch, Method, TrainContext
+from debiaskit.methods.base import TrainContext
 from debiaskit.methods.bias_supervised import group_ids, num_groups, require_protected
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.vanilla import Vanilla
 
 __all__ = ["Resample", "group_balanced_probabilities"]
 
@@ -28,33 +29,18 @@ def group_balanced_probabilities(groups: torch.Tensor, n_groups: int) -> torch.T
 
 
 @register_method("resample")
-class Resample(Method):
+class Resample(Vanilla):
     """Plain task loss on group-balanced batches drawn with replacement."""
 
     labels_consumed = ("target", "bias")
     evaluated_model = "the single network"
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
-        super().__init__(ctx, hparams)
         require_protected(ctx, self.name)
-        self.model = self.make_model()
-        self.opt = self.add_optimizer("model", self.model.parameters())
+        super().__init__(ctx, hparams)
         g = group_ids(ctx.train_targets, ctx.train_bias, num_bias=ctx.num_bias, multilabel=ctx.multilabel)
         self.register_buffer("probs", group_balanced_probabilities(g, num_groups(ctx)).to(ctx.generator.device))
 
     def sample_indices(self, step: int) -> torch.Tensor:
         return torch.multinomial(self.probs, int(self.hparams["batch_size"]), replacement=True,
                                  generator=self.ctx.generator)
-
-    def update(self, batch: Batch, step: int) -> dict[str, Any]:
-        self.model.train()
-        loss = self.task_loss(self.model(batch.x), batch.y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.detach()}
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        return self.model(x)

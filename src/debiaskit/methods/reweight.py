@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from debiaskit.methods.base import Batch, Method, TrainContext
+from debiaskit.methods.base import Batch, TrainContext
 from debiaskit.methods.bias_supervised import group_ids, num_groups, require_protected
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.vanilla import Vanilla
 
 __all__ = ["Reweight", "inverse_group_weights"]
 
@@ -29,31 +30,19 @@ def inverse_group_weights(groups: torch.Tensor, n_groups: int) -> torch.Tensor:
 
 
 @register_method("reweight")
-class Reweight(Method):
+class Reweight(Vanilla):
     """Task loss weighted by inverse group frequency (groups = target × protected cells)."""
 
     labels_consumed = ("target", "bias")
     evaluated_model = "the single network"
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
-        super().__init__(ctx, hparams)
         require_protected(ctx, self.name)
-        self.model = self.make_model()
-        self.opt = self.add_optimizer("model", self.model.parameters())
+        super().__init__(ctx, hparams)
         g = group_ids(ctx.train_targets, ctx.train_bias, num_bias=ctx.num_bias, multilabel=ctx.multilabel)
         self.register_buffer("group_weights", inverse_group_weights(g, num_groups(ctx)))
 
-    def update(self, batch: Batch, step: int) -> dict[str, Any]:
-        self.model.train()
+    def objective(self, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
         g = group_ids(batch.y, batch.b, num_bias=self.ctx.num_bias, multilabel=self.ctx.multilabel)
         per = self.task_loss(self.model(batch.x), batch.y, reduction="none")
-        loss = (self.group_weights[g] * per).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.detach(), "unweighted_loss": per.detach().mean()}
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        return self.model(x)
+        return (self.group_weights[g] * per).mean(), {"unweighted_loss": per.detach().mean()}

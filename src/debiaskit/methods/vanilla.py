@@ -1,6 +1,13 @@
-"""``vanilla``: empirical risk minimisation with cross-entropy (BCE for multi-label tasks)."""
+"""``vanilla``: empirical risk minimisation with cross-entropy (BCE for multi-label tasks).
+
+:class:`Vanilla` is also the base of every single-network method: subclasses change only
+:meth:`Vanilla.objective` (the loss of one batch), the data (``prepare_splits``) or the sampling
+(``sample_indices``) — ``reweight``, ``resample``, ``groupdro``, ``balanced_split``, ``latent_aug``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -20,13 +27,17 @@ class Vanilla(Method):
         self.model = self.make_model()
         self.opt = self.add_optimizer("model", self.model.parameters())
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def objective(self, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The loss to minimise on ``batch`` and extra detached logs (override in subclasses)."""
+        return self.task_loss(self.model(batch.x), batch.y), {}
+
+    def update(self, batch: Batch, step: int) -> dict[str, Any]:
         self.model.train()
-        loss = self.task_loss(self.model(batch.x), batch.y)
+        loss, logs = self.objective(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), **logs}
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
