@@ -22,9 +22,23 @@ class Registry(Generic[T]):
     ['tiny']
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, builtin_modules: list[str] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        # modules that register the built-in entries, imported on first lookup (keeps start-up fast and
+        # avoids import cycles); the list may be extended until then
+        self._builtin_modules = builtin_modules if builtin_modules is not None else []
+        self._loaded = False
+
+    def load_builtin(self) -> None:
+        """Import the modules that register the built-in entries (once)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        import importlib
+
+        for mod in self._builtin_modules:
+            importlib.import_module(mod)
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -37,6 +51,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
+        self.load_builtin()
         try:
             return self._entries[name]
         except KeyError:
@@ -47,9 +62,11 @@ class Registry(Generic[T]):
             ) from None
 
     def list(self, pattern: str = "*") -> list[str]:
+        self.load_builtin()
         return sorted(k for k in self._entries if fnmatch.fnmatch(k, pattern))
 
     def __contains__(self, name: object) -> bool:
+        self.load_builtin()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:

@@ -18,7 +18,19 @@ from debiaskit.data.base import BiasedDataset, DatasetSplits
 from debiaskit.errors import DebiaskitError
 from debiaskit.registry import Registry
 
-DATASETS: Registry[Callable[..., DatasetSplits]] = Registry("dataset")
+
+# Each built-in module registers itself on import; add new modules here.
+_BUILTIN_MODULES: list[str] = [
+    "debiaskit.data.colored_mnist",
+    "debiaskit.data.corrupted_cifar10",
+    "debiaskit.data.celeba64_mini",
+    "debiaskit.data.bffhq",
+    "debiaskit.data.celeba",
+    "debiaskit.data.waterbirds",
+    "debiaskit.data.wang2019_images",
+    "debiaskit.data.generic",
+]
+DATASETS: Registry[Callable[..., DatasetSplits]] = Registry("dataset", builtin_modules=_BUILTIN_MODULES)
 
 
 def register_dataset(name: str) -> Callable[[Callable[..., DatasetSplits]], Callable[..., DatasetSplits]]:
@@ -26,13 +38,11 @@ def register_dataset(name: str) -> Callable[[Callable[..., DatasetSplits]], Call
 
 
 def list_datasets(pattern: str = "*") -> list[str]:
-    _import_builtin()
     return DATASETS.list(pattern)
 
 
 def dataset_options(name: str) -> dict[str, Any]:
     """The builder's keyword options and their defaults."""
-    _import_builtin()
     sig = inspect.signature(DATASETS.get(name))
     return {
         k: (None if p.default is inspect.Parameter.empty else p.default)
@@ -43,7 +53,6 @@ def dataset_options(name: str) -> dict[str, Any]:
 
 def get_splits(name: str, **kwargs: Any) -> DatasetSplits:
     """Build (or load from cache) every split of dataset ``name``."""
-    _import_builtin()
     builder = DATASETS.get(name)
     sig = inspect.signature(builder)
     accepts_var = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
@@ -60,31 +69,3 @@ def get_splits(name: str, **kwargs: Any) -> DatasetSplits:
 def get_dataset(name: str, split: str = "train", **kwargs: Any) -> BiasedDataset:
     """One split of dataset ``name``."""
     return get_splits(name, **kwargs)[split]
-
-
-_IMPORTED = False
-
-
-def _import_builtin() -> None:
-    """Import the modules that register the built-in datasets (lazily, to keep CLI start-up fast)."""
-    global _IMPORTED
-    if _IMPORTED:
-        return
-    _IMPORTED = True
-    import importlib
-
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
-
-
-# Each dataset module registers itself on import; add new modules here.
-_BUILTIN_MODULES: list[str] = [
-    "debiaskit.data.colored_mnist",
-    "debiaskit.data.corrupted_cifar10",
-    "debiaskit.data.celeba64_mini",
-    "debiaskit.data.bffhq",
-    "debiaskit.data.celeba",
-    "debiaskit.data.waterbirds",
-    "debiaskit.data.wang2019_images",
-    "debiaskit.data.generic",
-]

@@ -6,14 +6,26 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from debiaskit.methods.base import Method
 from debiaskit.registry import Registry
 
-METHODS: Registry[type[Method]] = Registry("method")
+
+_BUILTIN_MODULES: list[str] = [
+    "debiaskit.methods.vanilla",
+    "debiaskit.methods.adversarial",
+    "debiaskit.methods.adversarial_image",
+    "debiaskit.methods.reweight",
+    "debiaskit.methods.resample",
+    "debiaskit.methods.groupdro",
+    "debiaskit.methods.balanced",
+    "debiaskit.methods.lff",
+    "debiaskit.methods.disent",
+    "debiaskit.methods.latent_aug",
+]
+METHODS: Registry[type[Method]] = Registry("method", builtin_modules=_BUILTIN_MODULES)
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -25,12 +37,10 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def list_methods(pattern: str = "*") -> list[str]:
-    _import_builtin()
     return METHODS.list(pattern)
 
 
 def get_method(name: str) -> type[Method]:
-    _import_builtin()
     return METHODS.get(name)
 
 
@@ -66,27 +76,3 @@ def default_hparams(method: str, dataset: str) -> dict[str, Any]:
     hp.update(DATASET_HPARAMS.get(dataset, {}))
     hp.update(cls.method_hparams(dataset))
     return hp
-
-
-_IMPORTED = False
-_BUILTIN_MODULES: list[str] = [
-    "debiaskit.methods.vanilla",
-    "debiaskit.methods.adversarial",
-    "debiaskit.methods.adversarial_image",
-    "debiaskit.methods.reweight",
-    "debiaskit.methods.resample",
-    "debiaskit.methods.groupdro",
-    "debiaskit.methods.balanced",
-    "debiaskit.methods.lff",
-    "debiaskit.methods.disent",
-    "debiaskit.methods.latent_aug",
-]
-
-
-def _import_builtin() -> None:
-    global _IMPORTED
-    if _IMPORTED:
-        return
-    _IMPORTED = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)

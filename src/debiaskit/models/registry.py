@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,7 +11,14 @@ import torch.nn as nn
 from debiaskit.errors import DebiaskitError
 from debiaskit.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+_BUILTIN_MODULES: list[str] = [
+    "debiaskit.models.mlp",
+    "debiaskit.models.resnet",
+    "debiaskit.models.resnet_cifar",
+    "debiaskit.models.cnn",
+]
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", builtin_modules=_BUILTIN_MODULES)
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -20,13 +26,11 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    _import_builtin()
     return MODELS.list(pattern)
 
 
 def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwargs: Any) -> nn.Module:
     """Instantiate model ``name`` for inputs of shape ``in_shape`` = (C, H, W)."""
-    _import_builtin()
     factory = MODELS.get(name)
     params = inspect.signature(factory).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -38,21 +42,3 @@ def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwar
         if not hasattr(model, attr):  # pragma: no cover - guards registrations
             raise TypeError(f"model {name!r} does not follow the features()/head contract (missing {attr})")
     return model
-
-
-_IMPORTED = False
-_BUILTIN_MODULES: list[str] = [
-    "debiaskit.models.mlp",
-    "debiaskit.models.resnet",
-    "debiaskit.models.resnet_cifar",
-    "debiaskit.models.cnn",
-]
-
-
-def _import_builtin() -> None:
-    global _IMPORTED
-    if _IMPORTED:
-        return
-    _IMPORTED = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
