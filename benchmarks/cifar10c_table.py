@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _grid import cell_status, fmt_mean_std, parse_list
+
 HERE = Path(__file__).resolve().parent
 RATIOS = (0.005, 0.01, 0.02, 0.05)
 METHODS = ("vanilla", "lff", "disent")
@@ -69,10 +71,6 @@ PUBLISHED: list[dict[str, Any]] = [
 ]
 
 
-def _parse_list(text: str | None, kind: type) -> list | None:
-    if text is None:
-        return None
-    return [kind(t) for t in text.split(",") if t.strip()]
 
 
 def _scaled(value: int, steps: int) -> int:
@@ -116,31 +114,8 @@ def apply_budget(spec: dict[str, Any], *, budget: str, ctype: int, reduced_steps
     return spec
 
 
-def _cell_status(run_dir: Path) -> dict[str, Any]:
-    if (run_dir / "result.json").exists():
-        r = json.loads((run_dir / "result.json").read_text())
-        return {"status": "done", "wall_time_s": r.get("wall_time_s"), "steps": r.get("steps"),
-                "steps_per_s": r.get("steps_per_s")}
-    last = None
-    mfile = run_dir / "metrics.jsonl"
-    if mfile.exists():
-        for line in mfile.read_text().splitlines():
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except json.JSONDecodeError:
-                    pass
-    if last is None:
-        return {"status": "pending" if not run_dir.exists() else "started"}
-    return {"status": "in progress", "last_eval_step": last.get("step"), "wall_time_s": last.get("wall_time_s"),
-            "steps_per_s": last.get("steps_per_s")}
 
 
-def _fmt(mean: float | None, std: float | None, n: int | None = None) -> str:
-    if mean is None:
-        return "–"
-    s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None and n != 1 else "")
-    return s + (f" (n={n})" if n is not None and n != 3 else "")
 
 
 def _budget_text(runs: list, budget: str) -> str:
@@ -175,7 +150,7 @@ def build_tables(runs: list, out_dir: Path, *, budget: str, ctype: int) -> dict[
 
     results, status = [], []
     for r in runs:
-        st = _cell_status(r.run_dir)
+        st = cell_status(r.run_dir)
         status.append({"key": r.key, "run_dir": str(r.run_dir), "steps_total": r.config["hparams"]["steps"], **st})
         if st["status"] == "done":
             res = json.loads((r.run_dir / "result.json").read_text())
@@ -240,7 +215,7 @@ def build_tables(runs: list, out_dir: Path, *, budget: str, ctype: int) -> dict[
             label = ORACLE_LABEL if rule == "oracle_test" else rule
             cells = [ours[m][rule].get(r) for r in RATIOS]
             lines.append(f"| {m} | {label} | " + " | ".join(
-                _fmt(c["mean"], c["std"], c["n"]) if c else "not run" for c in cells) + " |")
+                fmt_mean_std(c["mean"], c["std"], c["n"]) if c else "not run" for c in cells) + " |")
     det = [f"{m} {100 * r:g} %: aligned {v.get('aligned_accuracy', math.nan):.1f}, conflicting "
            f"{v.get('conflicting_accuracy', math.nan):.1f}, plain {v.get('accuracy', math.nan):.1f}"
            for m in METHODS for r, v in sorted(extra[m].items())]
@@ -253,7 +228,7 @@ def build_tables(runs: list, out_dir: Path, *, budget: str, ctype: int) -> dict[
     lines += ["## Published (spec lff_disent.md §8.1, §8.3)", "", "| method | source | " +
               " | ".join(f"{100 * r:g} %" for r in RATIOS) + " |", "|---|---|" + "---|" * len(RATIOS)]
     for p in PUBLISHED:
-        lines.append(f"| {p['method']} | {p['source']} | " + " | ".join(_fmt(*p["values"][r]) for r in RATIOS) + " |")
+        lines.append(f"| {p['method']} | {p['source']} | " + " | ".join(fmt_mean_std(*p["values"][r]) for r in RATIOS) + " |")
     lines += [
         "", "S1 — Barbano et al., *Unbiased Supervised Contrastive Learning* (arXiv 2211.05568), Table 4, "
         "\"reference results are taken from Lee et al. (2021)\"; S2 — Liu et al., *Avoiding spurious correlations "
@@ -354,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.collect_only:
             if not os.environ.get("DEBIASKIT_DATA"):
                 raise DebiaskitError("set DEBIASKIT_DATA (or --data-dir) to the directory with cifar10/ and lff/")
-            sel = expand_sweep(spec, runs_dir, ratios=_parse_list(args.ratios, float),
-                               seeds=_parse_list(args.seeds, int), methods=_parse_list(args.methods, str))
+            sel = expand_sweep(spec, runs_dir, ratios=parse_list(args.ratios, float),
+                               seeds=parse_list(args.seeds, int), methods=parse_list(args.methods, str))
             _prebuild(sel)
             run_sweep(sel, runs_dir, jobs=args.jobs, threads=args.threads)
         payload = build_tables(all_runs, Path(args.results), budget=args.budget, ctype=args.type)

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _grid import cell_status, fmt_mean_std, parse_list
+
 HERE = Path(__file__).resolve().parent
 RATIOS = (0.005, 0.01, 0.02, 0.05)
 METHODS = ("vanilla", "lff", "disent")
@@ -56,36 +58,10 @@ PUBLISHED: list[dict[str, Any]] = [
 TARGETS = {"disent": {0.005: 59, 0.01: 71, 0.02: 80, 0.05: 86}, "lff": {0.005: 50, 0.01: 58, 0.02: 66, 0.05: 76}}
 
 
-def _parse_list(text: str | None, kind: type) -> list | None:
-    if text is None:
-        return None
-    return [kind(t) for t in text.split(",") if t.strip()]
 
 
-def _cell_status(run_dir: Path) -> dict[str, Any]:
-    if (run_dir / "result.json").exists():
-        r = json.loads((run_dir / "result.json").read_text())
-        return {"status": "done", "wall_time_s": r.get("wall_time_s"), "steps": r.get("steps")}
-    last = None
-    mfile = run_dir / "metrics.jsonl"
-    if mfile.exists():
-        for line in mfile.read_text().splitlines():
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except json.JSONDecodeError:
-                    pass
-    if last is None:
-        return {"status": "pending" if not run_dir.exists() else "started"}
-    return {"status": "in progress", "last_eval_step": last.get("step"), "wall_time_s": last.get("wall_time_s"),
-            "steps_per_s": last.get("steps_per_s")}
 
 
-def _fmt(mean: float | None, std: float | None, n: int | None = None) -> str:
-    if mean is None:
-        return "–"
-    s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-    return s + (f" (n={n})" if n is not None and n != 3 else "")
 
 
 def build_tables(runs: list, out_dir: Path) -> dict[str, Any]:
@@ -96,7 +72,7 @@ def build_tables(runs: list, out_dir: Path) -> dict[str, Any]:
     results = []
     status = []
     for r in runs:
-        st = _cell_status(r.run_dir)
+        st = cell_status(r.run_dir)
         status.append({"key": r.key, "run_dir": str(r.run_dir), **st})
         if st["status"] == "done":
             res = json.loads((r.run_dir / "result.json").read_text())
@@ -140,7 +116,7 @@ def build_tables(runs: list, out_dir: Path) -> dict[str, Any]:
             label = ORACLE_LABEL if rule == "oracle_test" else rule
             cells = [ours[m][rule].get(r) for r in RATIOS]
             lines.append(f"| {m} | {label} | " + " | ".join(
-                _fmt(c["mean"], c["std"], c["n"]) if c else "not run" for c in cells) + " |")
+                fmt_mean_std(c["mean"], c["std"], c["n"]) if c else "not run" for c in cells) + " |")
     wall_text = "; ".join(f"{m} " + ", ".join(f"{100 * r:g} %: {walls[m][r]:.0f}" for r in RATIOS if r in walls[m])
                           for m in METHODS if walls[m])
     lines += ["", f"Mean wall time per run (s): {wall_text}" if wall_text else "No finished runs yet.", ""]
@@ -148,7 +124,7 @@ def build_tables(runs: list, out_dir: Path) -> dict[str, Any]:
               " | ".join(f"{100 * r:g} %" for r in RATIOS) + " |", "|---|---|" + "---|" * len(RATIOS)]
     for p in PUBLISHED:
         lines.append(f"| {p['method']} | {p['source']} | " + " | ".join(
-            _fmt(*p["values"][r]) for r in RATIOS) + " |")
+            fmt_mean_std(*p["values"][r]) for r in RATIOS) + " |")
     lines += ["", "Issue targets (mean of 3 seeds, `last` or biased-val selection): " + "; ".join(
         f"{m} ≥ " + " / ".join(str(TARGETS[m][r]) for r in RATIOS) for m in TARGETS) + ".", "",
         "Metric note: LfF reports the mean over (target, bias) cells, DisEnt plain test accuracy; on this test "
@@ -206,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.collect_only:
             if not os.environ.get("DEBIASKIT_DATA"):
                 raise DebiaskitError("set DEBIASKIT_DATA (or --data-dir) to the directory with the full MNIST files")
-            sel = expand_sweep(spec, args.runs, ratios=_parse_list(args.ratios, float),
-                               seeds=_parse_list(args.seeds, int), methods=_parse_list(args.methods, str))
+            sel = expand_sweep(spec, args.runs, ratios=parse_list(args.ratios, float),
+                               seeds=parse_list(args.seeds, int), methods=parse_list(args.methods, str))
             run_sweep(sel, args.runs, jobs=args.jobs, threads=args.threads)
         payload = build_tables(all_runs, Path(args.results))
     except DebiaskitError as e:
