@@ -147,22 +147,9 @@ def bootstrap(
             the median of the pooled {KL(A‖B), KL(B‖A)} × {y=1, y=0} values).
         seed: seed of the resampling generator.
     """
-    if convention is not None:
-        if convention != "cvpr21":
-            raise DebiaskitError(f"unknown convention {convention!r}; the only one is 'cvpr21'")
-        stat, interval = "median", "2sigma"
-    if stat not in ("point", "median", "mean"):
-        raise DebiaskitError(f"stat must be 'point', 'median' or 'mean', got {stat!r}")
-    if interval not in ("percentile", "2sigma"):
-        raise DebiaskitError(f"interval must be 'percentile' or '2sigma', got {interval!r}")
-    if not 0 < ci < 1:
-        raise DebiaskitError(f"ci must be in (0, 1), got {ci}")
-    if int(n_boot) < 2:
-        raise DebiaskitError(f"n_boot must be at least 2, got {n_boot}")
-    if not arrays:
-        raise DebiaskitError("bootstrap needs the per-sample arrays of the metric (e.g. y_true, y_pred, groups)")
+    # option validation lives in bootstrap_many (one place for both entry points)
     res = bootstrap_many({"metric": (metric, arrays, metric_kwargs)}, n_boot=n_boot, stat=stat, ci=ci,
-                         interval=interval, pool=pool, seed=seed)
+                         interval=interval, convention=convention, pool=pool, seed=seed)
     return res["metric"]
 
 
