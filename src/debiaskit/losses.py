@@ -1,15 +1,16 @@
 """Shared building blocks of LfF (Nam et al., NeurIPS 2020) and DisEnt (Lee et al., NeurIPS 2021).
 
-Implemented from the description in ``spec/lff_disent.md`` §1 (no code copied):
+Implemented from the papers and our reading of the official code (no code copied); "detail N" refers to
+the list "Official-code details we keep" in ``docs/methods_lff_disent.md``:
 
-* :func:`generalized_ce` — the biased branch's loss, with the **official gradient scaling** (§1.1): the
+* :func:`generalized_ce` — the biased branch's loss, with the **official gradient scaling** (detail 1): the
   per-sample value is ``CE(logits, y) · q · p_y^q`` with ``p_y`` *detached*, so its gradient is
   ``q · p_y^q · ∇CE`` = ``q ×`` the textbook GCE gradient ``∇(1 - p_y^q)/q`` (Zhang & Sabuncu 2018, Eq. 5).
   The returned value is not the textbook GCE value; only its gradient matters.
-* :class:`PerSampleEMA` — the per-sample loss EMA of §1.2 (``m_i ← α·m_i + (1 − α·u_i)·ℓ_i``, ``u_i ← 1``;
-  the first visit stores the raw loss), kept as registered buffers on the training device and updated
+* :class:`PerSampleEMA` — the per-sample loss EMA (detail 4; ``m_i ← α·m_i + (1 − α·u_i)·ℓ_i``,
+  ``u_i ← 1``; the first visit stores the raw loss), kept as registered buffers on the training device and updated
   with one vectorised ``index_put``.
-* :func:`class_max` / :func:`classwise_normalize` — the class-wise max normalisation of §1.3 over the
+* :func:`class_max` / :func:`classwise_normalize` — the class-wise max normalisation (detail 3) over the
   **whole** training table (unvisited zeros included), recomputed every step with one ``scatter_reduce``.
 * :func:`relative_difficulty` — LfF Eq. 1 / DisEnt Eq. 1: ``W = m̂_b / (m̂_b + m̂_d + 1e-8)``.
 
@@ -37,7 +38,9 @@ _MAX_FLOOR = 1e-12
 
 
 def generalized_ce(logits: torch.Tensor, y: torch.Tensor, *, q: float = DEFAULT_Q) -> torch.Tensor:
-    """Per-sample GCE surrogate ``CE(logits, y) · q · sg(p_y)^q`` (spec §1.1; Zhang & Sabuncu 2018 Eq. 5).
+    """Per-sample GCE surrogate ``CE(logits, y) · q · sg(p_y)^q`` (Zhang & Sabuncu 2018 Eq. 5).
+
+    The official scaling is explained in ``docs/methods_lff_disent.md`` detail 1.
 
     Its gradient w.r.t. ``logits`` is ``q · p_y^q · ∇CE`` — the official LfF/DisEnt scaling. ``reduction`` is
     per sample; callers take the batch mean.
@@ -52,7 +55,9 @@ def generalized_ce(logits: torch.Tensor, y: torch.Tensor, *, q: float = DEFAULT_
 
 
 class PerSampleEMA(nn.Module):
-    """Per-sample exponential moving average of a loss (spec §1.2; LfF ``util.py``, DisEnt ``util.py``).
+    """Per-sample exponential moving average of a loss (official LfF / DisEnt ``util.py``).
+
+    Update order and first visit: ``docs/methods_lff_disent.md`` detail 4.
 
     ``values[i]`` starts at 0 and ``seen[i]`` at 0; :meth:`update` applies
     ``m_i ← α·m_i + (1 − α·u_i)·ℓ_i`` then ``u_i ← 1`` for the batch indices, so the first visit stores the
@@ -88,7 +93,9 @@ class PerSampleEMA(nn.Module):
 
 
 def class_max(values: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``M_c = max_{j: y_j = c} values_j`` over the whole table (spec §1.3), one ``scatter_reduce``.
+    """``M_c = max_{j: y_j = c} values_j`` over the whole table, one ``scatter_reduce``.
+
+    Why the whole table: ``docs/methods_lff_disent.md`` detail 3.
 
     Classes without samples get 0. ``values`` are losses (>= 0), so starting from 0 does not change a max.
     """
@@ -100,7 +107,7 @@ def classwise_normalize(
     batch_values: torch.Tensor, batch_targets: torch.Tensor, table: torch.Tensor, table_targets: torch.Tensor,
     num_classes: int,
 ) -> torch.Tensor:
-    """Divide each batch EMA value by the maximum EMA of its class over the whole training table (§1.3)."""
+    """Divide each batch EMA value by the maximum EMA of its class over the whole training table (detail 3)."""
     m = class_max(table, table_targets, num_classes).clamp_min(_MAX_FLOOR)
     return batch_values / m[batch_targets]
 
@@ -111,10 +118,11 @@ def relative_difficulty(ema_b: torch.Tensor, ema_d: torch.Tensor) -> torch.Tenso
 
 
 class RelativeDifficulty(nn.Module):
-    """The two EMAs (biased/debiased branch) plus the weight computation of spec §1.2–§1.4.
+    """The two EMAs (biased/debiased branch) plus the relative-difficulty weight (DisEnt paper Eq. 1).
 
-    :meth:`weights` updates both EMAs with the current batch's detached plain CE (pitfalls 2 and 4: CE, not
-    GCE; update before reading), normalises them class-wise over the whole table and returns ``W``.
+    :meth:`weights` updates both EMAs with the current batch's detached plain CE (CE, not GCE; update
+    before reading — ``docs/methods_lff_disent.md`` details 2 and 4), normalises them class-wise over the
+    whole table and returns ``W``.
     """
 
     def __init__(self, targets: torch.Tensor, num_classes: int, *, alpha: float = DEFAULT_EMA_ALPHA) -> None:

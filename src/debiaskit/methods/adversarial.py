@@ -1,4 +1,4 @@
-"""``adversarial``: feature-level adversarial removal of the protected attribute (Wang et al. ICCV 2019, §B5).
+"""``adversarial``: feature-level adversarial removal of the protected attribute (Wang et al. ICCV 2019, adv@conv4/5).
 
 The task network (any registered model) is trained on its task loss while an adversary MLP predicts the
 protected attribute from a *tapped* intermediate representation (:mod:`debiaskit.models.taps`: ``conv4`` =
@@ -8,8 +8,8 @@ optimiser on
 
     L = L_task(f(x), y) + L_adv(a(GRL_λ(h(x))), g)
 
-the adversary minimises L_adv while the trunk receives ``-λ ∇_h L_adv`` (spec pitfall 20: λ scales only the
-gradient into the trunk; the adversary trains on plain cross-entropy).
+the adversary minimises L_adv while the trunk receives ``-λ ∇_h L_adv`` (λ scales only the gradient
+into the trunk; the adversary trains on plain cross-entropy — ``docs/methods_adversarial.md`` detail 1).
 
 Adversary: ``Linear(in, 300) → BN → LeakyReLU → [Linear(300, 300) → BN → LeakyReLU] × 2 → Linear(300, G)``
 (``adv_hidden``, ``adv_layers`` hidden layers; LeakyReLU slope 0.01).
@@ -84,7 +84,11 @@ def lambda_at(step: int, *, lam: float, schedule: str, warmup: int, ramp: int, t
 
 
 def task_class_weights(ctx: TrainContext, mode: str) -> torch.Tensor | None:
-    """Per-class task-loss weights from the training labels (spec §B4): #neg/#pos (multi-label), n/(C n_c)."""
+    """Per-class task-loss weights from the training labels (``docs/methods_adversarial.md`` detail 2).
+
+    Multi-label (``auto`` or ``balanced``): #neg/#pos per class (the authors' COCO task loss); single-label
+    ``balanced``: n/(C n_c); ``none`` and single-label ``auto``: no weights (``None``).
+    """
     if mode not in CLASS_WEIGHTS:
         raise DebiaskitError(f"unknown class_weights {mode!r}; choose from {', '.join(CLASS_WEIGHTS)}")
     y = ctx.train_targets

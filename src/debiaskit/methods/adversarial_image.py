@@ -1,15 +1,15 @@
-"""``adversarial_image``: image-level adversarial removal ("adv@image", Wang et al. ICCV 2019, spec §B5).
+"""``adversarial_image``: image-level adversarial removal ("adv@image", Wang et al. ICCV 2019).
 
 A U-Net (:class:`debiaskit.models.unet.MaskUNet`) predicts a one-channel mask M(x) ∈ (0, 1) that starts
 near 1. The masked image x̃ = x ⊙ M(x) (broadcast over channels, on the *normalised* tensor, so a masked
-pixel becomes the normalisation mean, spec pitfall 22) goes to the task network f and, through the gradient
-reversal layer, to an adversary CNN a (any registered model, ``adv_model``; default = the task model)
-predicting the protected attribute:
+pixel becomes the normalisation mean, ``docs/methods_adversarial.md`` detail 4) goes to the task network f
+and, through the gradient reversal layer, to an adversary CNN a (any registered model, ``adv_model``;
+default = the task model) predicting the protected attribute:
 
     L = L_task(f(x̃), y) + L_adv(a(GRL_λ(x̃)), g) + β · mean|x̃ − x|
 
-Schedule (the paper's two stages, plus the pre-training it assumes; spec pitfall 21), as fractions of
-``steps``:
+Schedule (the paper's two stages, plus the pre-training it assumes; ``docs/methods_adversarial.md``
+detail 3), as fractions of ``steps``:
 
 * stage 0 ``pretrain`` (``pretrain_fraction``): f trained on original images, a trained on original images
   (balanced batches) — the paper starts from a pre-trained task model and a gender classifier trained on

@@ -1,6 +1,6 @@
 """``balanced_split``: train with the plain task loss on an α-balanced subset of the training split.
 
-Wang et al. (ICCV 2019, spec §B3) build α-balanced training sets: for every label y,
+Wang et al. (ICCV 2019, "α-balanced" splits) build α-balanced training sets: for every label y,
 1/α ≤ #(g=0, y) / #(g=1, y) ≤ α. ``prepare_splits`` replaces the train split by such a subset before
 training (val/test stay the original splits, as in the paper):
 

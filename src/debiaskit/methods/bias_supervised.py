@@ -3,7 +3,8 @@
 * :func:`require_protected` — clear error when a dataset has no usable protected attribute;
 * :func:`group_ids` — group id per training sample: ``target · num_bias + bias`` for single-label tasks
   (the SubpopBench / Sagawa et al. cells), the protected value alone for multi-label tasks;
-* :func:`balanced_positions` — the protected-balanced mini-batch of Wang et al. (ICCV 2019, spec §B5):
+* :func:`balanced_positions` — the protected-balanced mini-batch of Wang et al. (ICCV 2019; the
+  authors' ``--batch_balanced``):
   from a loader batch keep the first ``k`` samples of every protected value, or report that it cannot be
   balanced (the paper then skips the batch);
 * :class:`ProtectedBalancedSampler` — draws loader batches with the run's generator and returns balanced
@@ -64,7 +65,7 @@ def balanced_positions(b: torch.Tensor, per_group: int, n_values: int) -> torch.
 
 
 class ProtectedBalancedSampler:
-    """Protected-balanced batches (Wang et al. 2019 ``--batch_balanced``; spec §B5, pitfall 20).
+    """Protected-balanced batches (Wang et al. 2019 ``--batch_balanced``; ``docs/methods_adversarial.md`` detail 1).
 
     Each attempt draws a loader batch of ``ceil(loader_factor · batch_size)`` distinct training indices
     uniformly at random (with the run's generator, so resume is exact) and keeps the first

@@ -1,4 +1,6 @@
-"""Gradient reversal layer (Ganin & Lempitsky 2015; used by Wang et al. ICCV 2019, spec §B5, pitfall 20).
+"""Gradient reversal layer (Ganin & Lempitsky, ICML 2015; used by Wang et al. ICCV 2019).
+
+See ``docs/methods_adversarial.md`` detail 1 for what λ scales in the official adversarial training.
 
 Forward: identity. Backward: the incoming gradient multiplied by ``-λ``. Placed between the trunk and the
 adversary, the adversary's own parameters receive the plain gradient of its loss L_adv (it minimises

@@ -1,5 +1,5 @@
 """``latent_aug``: training on real ∪ G(z) ∪ G(z′) — Ramaswamy et al., "Fair Attribute Classification
-through Latent Space De-biasing", CVPR 2021 (spec §A6–A7).
+through Latent Space De-biasing", CVPR 2021 (official ``main.py --experiment model``; ``docs/latent_aug.md``).
 
 The augmentation directory is made beforehand by ``debiaskit augment`` (GAN, baseline classifiers,
 hallucinated labels, latent hyperplanes, paired z′; see :mod:`debiaskit.generative.augment`). This
@@ -18,7 +18,8 @@ Step budget: ``steps`` is the number of updates, as for every method, so with th
 the comparison is **step-matched**. The paper trains both for 20 epochs, so its augmented model takes
 ≈3× more steps; to reproduce that, multiply ``steps`` by (N_real + N_synthetic)/N_real yourself.
 Model selection: the trainer's selection rules (the paper selects the augmented model by a
-(class, protected)-weighted val AP and the baseline by plain AP, pitfall 6; we use the same rule for both).
+(class, protected)-weighted val AP and the baseline by plain AP, ``docs/latent_aug.md`` detail 6; we use
+the same rule for both).
 """
 
 from __future__ import annotations

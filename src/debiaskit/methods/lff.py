@@ -1,4 +1,4 @@
-"""``lff``: Learning from Failure (Nam et al., NeurIPS 2020), as in the official code (spec lff_disent.md §2).
+"""``lff``: Learning from Failure (Nam et al., NeurIPS 2020), as in the official code (``alinlab/LfF`` ``train.py``).
 
 Two networks of the same architecture are trained on the same mini-batch:
 
@@ -7,7 +7,7 @@ Two networks of the same architecture are trained on the same mini-batch:
 * ``f_D`` (debiased, the evaluated model) with the per-sample re-weighted CE ``mean_i(W_i · CE_i)``, where
   ``W = m̂_b / (m̂_b + m̂_d + 1e-8)`` (LfF Eq. 1) from per-sample EMAs (α = 0.7) of both branches' plain CE,
   normalised by the class maximum over the whole training set. EMAs are updated before ``W`` is read, ``W``
-  is applied from step 1, and the weighted loss is a plain batch mean (spec pitfalls 2-5).
+  is applied from step 1, and the weighted loss is a plain batch mean (``docs/methods_lff_disent.md`` details 2-5).
 
 Each network has its own optimiser with the run's optimiser/lr/weight decay (no LR schedule in the official
 code; ``lr_schedule`` is honoured if set). One ``backward()`` on the sum, then both optimisers step — the two
@@ -53,7 +53,7 @@ class LfF(Method):
         self.reweight = RelativeDifficulty(ctx.train_targets, ctx.num_classes, alpha=float(self.hparams["ema_alpha"]))
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The LfF objective of one batch (spec §2 steps 1-4); returns the loss and detached logs."""
+        """The LfF objective of one batch (both forwards, EMA update, W, GCE + W·CE); loss and detached logs."""
         logits_b = self.model_b(batch.x)
         logits_d = self.model_d(batch.x)
         ce_b = torch.nn.functional.cross_entropy(logits_b, batch.y, reduction="none")

@@ -1,13 +1,15 @@
-"""MLPs of the Colored MNIST experiments (spec lff_disent.md §4).
+"""MLPs of the Colored MNIST experiments of LfF (Nam et al. 2020) and DisEnt (Lee et al. 2021).
+
+Which paper uses which network: ``docs/methods_lff_disent.md`` detail 9.
 
 * ``mlp_lff``: 2352 → 100 → 100 → 100 (ReLU after each), head Linear(100, C) — LfF ``module/mlp.py``.
 * ``mlp_disent``: 2352 → 100 → 100 → 16 (ReLU after each), head Linear(16, C) — DisEnt's vanilla MLP and
   each branch of its MLP_DISENTANGLE (whose head DisEnt replaces by Linear(32, C) on [z_i; z_b]).
 
 **Input scaling.** Both official repos divide inputs that are already in [0, 1] by 255 again, so their MLPs
-see values in [0, 1/255] (spec pitfall 10). ``input_scale`` reproduces that: the default ``1/255`` keeps the
-published learning rates meaningful (DisEnt's lr 0.01 for CMNIST depends on it). Pass ``input_scale=1.0``
-for the textbook [0, 1] input; this is a documented deviation when used.
+see values in [0, 1/255] (``docs/methods_lff_disent.md`` detail 8). ``input_scale`` reproduces that: the
+default ``1/255`` keeps the published learning rates meaningful (DisEnt's lr 0.01 for CMNIST depends on
+it). Pass ``input_scale=1.0`` for the textbook [0, 1] input; this is a documented deviation when used.
 """
 
 from __future__ import annotations

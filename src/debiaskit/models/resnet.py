@@ -7,15 +7,15 @@ therefore hook ``layer3`` / ``layer4`` by name.
 
 Stems:
     ``stem="imagenet"`` (default) keeps the 7x7 stride-2 conv + max-pool. This is what DisEnt applies to
-    32x32 CIFAR and BFFHQ (spec lff_disent.md §4: the last map of a 32 px input is 1x1) and LfF uses on
-    CelebA. ``stem="cifar"`` replaces ``conv1`` by a 3x3 stride-1 conv and drops the max-pool (the common
+    32x32 CIFAR and BFFHQ (the last map of a 32 px input is 1x1; ``docs/methods_lff_disent.md`` detail 9)
+    and LfF uses on CelebA. ``stem="cifar"`` replaces ``conv1`` by a 3x3 stride-1 conv and drops the max-pool (the common
     CIFAR ResNet-18 variant; not what either paper used).
 
 ``pretrained=True`` loads torchvision's ImageNet weights (``IMAGENET1K_V1``) from the torch hub cache, or
 downloads them when ``DEBIASKIT_NO_DOWNLOAD`` is unset; otherwise a clear error says where to put the file.
 With ``stem="cifar"`` or a non-RGB input the replaced ``conv1`` is freshly initialised (grayscale input
 with ``stem="imagenet"`` sums the pretrained RGB filters). ``freeze_backbone=True`` freezes every parameter
-except the head (LfF's CelebA setting, spec §4 and pitfall 12).
+except the head (LfF's CelebA setting, ``docs/methods_lff_disent.md`` detail 10).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""LfF's CIFAR ResNet-20 (He et al. 2016, §4.2 CIFAR variant), written from its description (spec §4).
+"""LfF's CIFAR ResNet-20 (He et al. 2016, §4.2 CIFAR variant), written from its description.
+
+The architecture is that of the official LfF ``module/resnet.py`` (no code copied).
 
 Structure: conv3x3(C→16) + BN + ReLU; three stages of 3 BasicBlocks with 16 / 32 / 64 channels (stages 2
 and 3 start with stride 2); global average pooling; ``head`` = Linear(64, num_classes). Feature dim 64.

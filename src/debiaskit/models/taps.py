@@ -2,7 +2,7 @@
 
 A *tap* names a sub-module whose output is captured with a forward hook while the model runs normally, so
 no model code is copied or re-wired (Wang et al. ICCV 2019 put their adversary on ResNet ``layer3`` =
-"conv4" and ``layer4`` = "conv5", spec ``latent_aug_and_leakage.md`` §B5)::
+"conv4" and ``layer4`` = "conv5", their "adv@conv4" / "adv@conv5"; ``docs/methods_adversarial.md``)::
 
     tap = FeatureTap(model, "conv5", pool="flatten")
     logits, feats = tap(x)         # one forward pass; feats is part of the autograd graph

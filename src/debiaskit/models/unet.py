@@ -1,6 +1,7 @@
-"""A small U-Net that predicts a one-channel multiplicative mask M(x) ∈ (0, 1) (Wang et al. ICCV 2019, §B5).
+"""A small U-Net that predicts a one-channel multiplicative mask M(x) ∈ (0, 1) (Wang et al. ICCV 2019, adv@image).
 
-Written from the paper/spec description of the adv@image mask network:
+Written from the paper's description of the adv@image mask network and our reading of the authors' code
+(no code copied; see ``docs/methods_adversarial.md``):
 
 * encoder: ``depth`` stride-2 4×4 convolutions (``ngf``, 2·ngf, 4·ngf, … channels, capped at 8·ngf), each
   followed by BatchNorm (not the first) and LeakyReLU(0.2);
