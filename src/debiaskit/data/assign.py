@@ -1,4 +1,6 @@
-"""Deterministic bias assignment of the LfF protocol (Nam et al. 2020; spec lff_disent.md §6.1, pitfall 15).
+"""Deterministic bias assignment of the LfF protocol (Nam et al. 2020; official ``make_dataset.py``).
+
+Why deterministic: ``docs/methods_lff_disent.md`` detail 14; the Colored MNIST build is in ``docs/datasets.md``.
 
 Within each class ``c`` the samples are taken **in dataset order** and cut into consecutive blocks, one per
 bias value ``k = 0 .. K-1`` in that order. The aligned value ``k = c`` receives a fraction ``rho`` of the

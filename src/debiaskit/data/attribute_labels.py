@@ -1,12 +1,12 @@
 """Label-only datasets: a typed :class:`LabelTable`, CelebA attributes, and a generic CSV loader.
 
-The leakage tools (Wang et al. ICCV 2019, spec §B2) need label vectors and a protected attribute only, no
+The leakage tools (Wang et al. ICCV 2019; ``docs/leakage.md``) need label vectors and a protected attribute only, no
 images. Such label sets do not fit the :class:`~debiaskit.data.base.BiasedDataset` contract (which requires
 uint8 images), so they are kept in their own typed object, :class:`LabelTable`, and in their own small
 registry (:func:`load_label_dataset`), used by ``debiaskit audit labels --dataset NAME``.
 
 CelebA: ``list_attr_celeba.txt`` (202,599 rows x 40 attributes in {-1, 1}) and ``list_eval_partition.txt``
-(0/1/2 = train/val/test, 162,770 / 19,867 / 19,962; spec §E.8). The protected attribute is selectable
+(0/1/2 = train/val/test, 162,770 / 19,867 / 19,962 — the official partition). The protected attribute is selectable
 (default ``Male``); the other 39 attributes are the multi-hot label vector.
 """
 

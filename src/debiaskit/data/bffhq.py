@@ -1,22 +1,23 @@
-"""BFFHQ (biased FFHQ of BiaSwap, Kim et al. ICCV 2021) in the DisEnt release layout (spec lff_disent.md §6.4).
+"""BFFHQ (biased FFHQ of BiaSwap, Kim et al. ICCV 2021) in the DisEnt release layout (``docs/datasets_files.md``).
 
 Layout (``data_dir`` is the ``bffhq`` folder or its parent)::
 
     bffhq/
       0.5pct/align/[<class>/]<id>_<target>_<bias>.png     bias-aligned training images
       0.5pct/conflict/[<class>/]<id>_<target>_<bias>.png  bias-conflicting training images
-      valid/<id>_<target>_<bias>.png                       validation (biased like train, DE issue #1)
+      valid/<id>_<target>_<bias>.png                       validation (biased like train, DisEnt issue #1)
       test/<id>_<target>_<bias>.png                        test
 
 Labels come from the file names (last two ``_``-separated fields of the stem): target = age
 (0 young, 1 old), bias = gender; bias-aligned cells are the diagonal ``target == bias`` (young-female,
-old-male per Barbano et al., quoted in spec §6.4; the 0/1 gender coding is the release's, and the names
-``female``/``male`` are our reading of it). As in the paper (DE ``data/util.py``), the ``test`` split
-keeps only bias-conflicting images (``target != bias``) by default; ``test_set="full"`` keeps all.
+old-male per Barbano et al., ICLR 2023, who describe most females as aged 10-29 and most males as 40-59;
+the 0/1 gender coding is the release's, and the names ``female``/``male`` are our reading of it). As in the
+paper (DisEnt's ``data/util.py``), the ``test`` split keeps only bias-conflicting images (``target != bias``)
+by default; ``test_set="full"`` keeps all.
 
 Transforms recorded in ``info`` follow DisEnt: random crop with padding 4 + horizontal flip for training,
-normalisation with the **CIFAR-10** mean/std (spec pitfall 17). DisEnt resizes to 224 on the fly; here the
-resize happens once, into the image cache (``resolution``, default 224).
+normalisation with the **CIFAR-10** mean/std (``docs/methods_lff_disent.md`` detail 11). DisEnt resizes to
+224 on the fly; here the resize happens once, into the image cache (``resolution``, default 224).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ on a :class:`~debiaskit.data.attribute_labels.LabelTable`, or on raw arrays (``l
 
 * counts c(y, g) per (label, protected value) and the base rates P(g);
 * P(g | y) = c(y, g) / Σ_g' c(y, g'), which is exactly Zhao et al.'s (EMNLP 2017) co-occurrence bias
-  b(o, g) (spec §C1); labels with b(o, g) > 1/|G| are "skewed towards g"; the lift P(g | y) / P(g)
+  b(o, g); labels with b(o, g) > 1/|G| are "skewed towards g"; the lift P(g | y) / P(g)
   accounts for unequal base rates (the criticism of Wang & Russakovsky 2021);
 * the labels most skewed towards each group (largest P(g | y), ties → more samples);
 * conflict ratio: for a BiasedDataset its own ``conflict_ratio`` (samples outside the aligned cells);

@@ -9,7 +9,7 @@ Layout (``data_dir`` is the ``celeba`` folder or its parent, as torchvision's ``
 
 Annotations are parsed by :func:`debiaskit.data.attribute_labels.load_celeba_attributes`. ``targets`` =
 the ``target`` attribute as 0/1, ``bias`` = the ``protected`` attribute as 0/1 (default ``Male``, the
-"gender expression" of Ramaswamy et al. spec A8, and LfF's Blond_Hair/Male task, spec lff_disent.md §6.3).
+"gender expression" of Ramaswamy et al., CVPR 2021, and LfF's Blond_Hair/Male task).
 Splits are the official partition. ``aligned_cells[y]`` = the protected value that is the majority among
 *training* images of target class ``y`` (ties → value 0). ``meta["attrs"]`` holds all 40 attributes as
 0/1 uint8 (names in ``info["attr_names"]``), as in ``celeba64_mini``.

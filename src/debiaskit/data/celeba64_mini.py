@@ -2,7 +2,8 @@
 
 Source file: ``<data_dir>/celeba/celeba_testcrops_64x64_first4000.npz`` — the first 4,000 images of the
 official CelebA *test* partition (rows 182,637..186,636 of ``list_attr_celeba.txt``), centre-cropped and
-resized to 64×64 (option ``size`` area-downsamples further; not the aligned 178×218 images, and not the 128×128 crop of Ramaswamy et al., spec A1).
+resized to 64×64 (option ``size`` area-downsamples further; not the aligned 178×218 images, and not the
+128×128 crop of Ramaswamy et al.; ``docs/latent_aug.md`` detail 7).
 Arrays: ``images`` (4000, 64, 64, 3) uint8, ``image_ids``, ``attrs`` (4000, 40) int8 in {−1, 1},
 ``attr_names``. The file's SHA-256 is checked on load.
 

@@ -1,4 +1,4 @@
-"""Colored MNIST exactly as the LfF protocol (Nam et al. 2020; spec lff_disent.md §6.1).
+"""Colored MNIST exactly as the LfF protocol (Nam et al. 2020; official LfF ``make_dataset.py``; ``docs/datasets.md``).
 
 * The **foreground stroke** is coloured, the background stays black: pixel = ``clamp(mu_k + eps, 0, 1) * gray``
   with ``gray`` the MNIST intensity in [0, 255] and ``eps ~ N(0, sigma^2 I_3)`` drawn **once per image**.

@@ -4,8 +4,8 @@ Each image file is decoded **once** (PIL), converted to RGB (or L), resized to t
 stored in a ``(N, C, H, W)`` uint8 ``.npy`` written with :func:`numpy.lib.format.open_memmap` under
 ``debiaskit.paths.cache_dir("images")``. Later builds memory-map that file, and
 ``torch.from_numpy(memmap)`` is the ``BiasedDataset.images`` tensor, so training epochs index a uint8
-array instead of decoding JPEGs (the DisEnt loaders open every file with PIL on every access, spec
-lff_disent.md §10).
+array instead of decoding JPEGs (the DisEnt loaders, ``data/util.py`` of the official code, open every
+file with PIL on every access).
 
 Cache key
     SHA-256 over a format version, the *ordered* file list (absolute paths; row ``i`` of the cache is file

@@ -1,8 +1,8 @@
 """Restricted unpickling for the Python-2 label pickles of Wang et al. (ICCV 2019).
 
 The ``*.data`` / ``*.ids`` / ``*_id.map`` files of the Balanced-Datasets-Are-Not-Enough repository are
-Python-2 pickles that hold only lists, dicts, ints, strings and ``set`` objects (spec pitfall 23). A plain
-``pickle.load`` would execute any callable a tampered file names (``os.system`` ...), so these files are
+Python-2 pickles that hold only lists, dicts, ints, strings and ``set`` objects
+(``docs/methods_adversarial.md`` detail 5). A plain ``pickle.load`` would execute any callable a tampered file names (``os.system`` ...), so these files are
 read with :class:`RestrictedUnpickler`: the only global it resolves is the builtin ``set``; every other
 global is refused with a :class:`~debiaskit.errors.DebiaskitError`. Strings are decoded with
 ``encoding="latin1"`` (the Python-2 ``str`` convention).

@@ -1,6 +1,6 @@
 """imSitu and COCO gender label splits of Wang et al., "Balanced Datasets Are Not Enough" (ICCV 2019).
 
-Layout (as in the authors' repository, spec §B1)::
+Layout (as in the authors' repository, ``uvavision/Balanced-Datasets-Are-Not-Enough``)::
 
     ROOT/verb_classification/data/{train,val,test}.data   list of {image_name, verb 0..210, gender 0 man/1 woman}
     ROOT/verb_classification/data/{split}_ratio_{1,2,3}.ids   pickled *list* of indices (α-balanced subsets)

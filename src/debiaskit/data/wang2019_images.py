@@ -1,4 +1,4 @@
-"""COCO and imSitu gender splits of Wang et al. (ICCV 2019) *with images* (spec latent_aug_and_leakage.md §B1).
+"""COCO and imSitu gender splits of Wang et al. (ICCV 2019) *with images* (``docs/datasets_files.md``).
 
 Labels come from the authors' pickles, read by :mod:`debiaskit.data.wang2019` (``load_coco_labels``,
 ``load_imsitu_labels``, ``load_ratio_ids``); images from a separate ``image_root``::
@@ -14,7 +14,7 @@ person); ``imsitu_gender``: single-label, 211 verbs. ``bias`` = gender, 0 man / 
 ``aligned_cells[k]`` marks the majority gender among training images carrying label ``k`` (the first
 available split when the train pickle is absent, as for COCO here). Every split whose ``.data`` file
 exists is built; ``balanced_ratio=α`` restricts **train only** to the shipped α-balanced id list, as the
-paper's ``--balanced --ratio`` (val/test stay the original splits, spec §B2).
+paper's ``--balanced --ratio`` (val/test stay the original splits, as in the authors' scripts).
 
 Images: Wang et al. train on Resize(256) → RandomCrop(224) → flip and evaluate on CenterCrop(224). The
 cache stores the deterministic evaluation view (resize shorter side + centre crop to ``resolution``,
