@@ -1,10 +1,12 @@
-"""The latent augmentation pipeline of Ramaswamy et al. (CVPR 2021), spec §A1 steps 3–6 and §A6.
+"""The latent augmentation pipeline of Ramaswamy et al. (CVPR 2021): sample z, label G(z), fit hyperplanes,
+edit to z′, generate G(z′) (the official ``generate_images.py``, ``get_scores.py``, ``linear.py``), and
+assemble the augmented set (``load_data.py``); see ``docs/latent_aug.md``.
 
 :func:`build_augmentation` samples z ~ N(0, I) in three disjoint blocks — *fit* (hyperplanes), *held-out*
 (hyperplane accuracy), *augment* (the z that are edited; official code: 10,000 / 5,000 / 160,000) —
 generates G(z) as uint8, hallucinates target and protected labels with the baseline classifiers at their
 validation-F1 thresholds, fits the two LinearSVC hyperplanes, computes z′ (or an ablation) for the
-augment block and generates G(z′). Labels (spec A6, pitfall 5):
+augment block and generates G(z′). Labels (``docs/latent_aug.md`` detail 4):
 
 * G(z_k):  target = t̂(G(z_k)), protected = ĝ(G(z_k)), source ``gz``;
 * G(z′_k): target = t̂(G(z_k)) (the *same* hallucinated target label), protected = 1 − ĝ(G(z_k)), source
@@ -100,7 +102,7 @@ def build_augmentation(
     *,
     config: AugmentConfig | None = None,
 ) -> Augmentation:
-    """Run spec A1 steps 3–6 and return the synthetic set with labels per spec A6."""
+    """Sample z, label G(z), fit the hyperplanes, edit, generate G(z′); return the labelled synthetic set."""
     cfg = config or AugmentConfig()
     if cfg.edit not in EDITS:
         raise DebiaskitError(f"unknown edit {cfg.edit!r}; choose one of {', '.join(EDITS)}")
@@ -150,7 +152,7 @@ def build_augmentation(
     ta, ga = t_hat[h:].astype(np.int64), g_hat[h:].astype(np.int64)
     c = float(hp_t.w @ hp_g.w)
     diagnostics = {
-        # how well the classifiers' view of G(z′) matches the intended edit (spec A4 goal)
+        # how well the classifiers' view of G(z′) matches the intended edit (target kept, protected flipped)
         "protected_flip_rate": float((gp_hat != ga).mean()),
         "target_kept_rate": float((tp_hat == ta).mean()),
         "cos_wt_wg": c,
@@ -251,7 +253,8 @@ def augmented_splits(
     """Replace the training split by real ∪ G(z) ∪ G(z′) (those of ``sources``), with a ``source`` column.
 
     ``max_synthetic`` keeps only the first pairs (k < max_synthetic // 2 for both sources) — a size ablation.
-    Other splits are unchanged. Real rows keep their labels; synthetic rows carry the labels of spec A6.
+    Other splits are unchanged. Real rows keep their labels; synthetic rows carry the labels of
+    ``docs/latent_aug.md`` detail 4.
     """
     if not isinstance(aug, Augmentation):
         aug = load_augmentation(aug)

@@ -1,22 +1,23 @@
-"""Latent edits of Ramaswamy et al. (CVPR 2021), spec §A4–A5: the paired z′ and its ablations.
+"""Latent edits of Ramaswamy et al. (CVPR 2021): the paired z′, its ablations and extensions.
 
 With unit normals w_t (target) and w_g (protected), intercepts b_t, b_g (so h(z) = wᵀz + b is the signed
-distance to the hyperplane) and c = w_gᵀw_t, the paper's complementary latent (spec A4) is
+distance to the hyperplane) and c = w_gᵀw_t, the paper's complementary latent is
 
     z′ = z − 2 (w_gᵀz + b_g) / (1 − c²) · (w_g − c·w_t)                                     (paper eq. for z′)
 
 It keeps the target score, h_t(z′) = h_t(z), negates the protected score, h_g(z′) = −h_g(z), and is the
-least-norm displacement doing so. Ablations (spec A4 table; the official code's names in brackets):
+least-norm displacement doing so. Ablations (the paper's ablation of the edit; the official code's names
+in brackets):
 
 * ``z′_0``   [on_hyperplane]       z − h_g(z)/(1 − c²)·(w_g − c·w_t)   (onto the g-hyperplane, h_t kept)
 * ``z′_g``   [perp]                z − 2 h_g(z)·w_g                    (reflect along w_g; h_t moves by −2c·h_g)
 * ``z′_g,0`` [perp_on_hyperplane]  z − h_g(z)·w_g                      (project along w_g)
 
 :func:`least_norm_edit` solves the general problem min ‖z′ − z‖ s.t. Wᵀz′ = r for K constraints
-(z′ = z − W (WᵀW)⁻¹ (Wᵀz − r)); the gender-dependent hyperplanes (A5), two protected attributes (A5) and
+(z′ = z − W (WᵀW)⁻¹ (Wᵀz − r)); the gender-dependent hyperplanes and two protected attributes (the paper's extensions) and
 multi-valued protected attributes (one-vs-rest) are different (W, r). The official repo solves the
 gender-dependent case iteratively in homogeneous coordinates, which is not exactly least-norm in z-space
-(spec pitfall 13); we use the closed form.
+(``docs/latent_aug.md`` detail 11); we use the closed form.
 
 All functions accept NumPy arrays or torch tensors and return the same type (float64 for NumPy).
 """
@@ -63,7 +64,7 @@ def _like(x: np.ndarray, ref: Any) -> Any:
 
 
 def normalize_hyperplane(w: Any, b: float) -> tuple[np.ndarray, float]:
-    """(w/‖w‖, b/‖w‖): h(z) = wᵀz + b becomes the signed Euclidean distance (spec A3, pitfall 2)."""
+    """(w/‖w‖, b/‖w‖): h(z) = wᵀz + b becomes the signed Euclidean distance (docs/latent_aug.md detail 2)."""
     w = _np(w).reshape(-1)
     n = float(np.linalg.norm(w))
     if not np.isfinite(n) or n == 0.0:
@@ -121,7 +122,7 @@ def _check_pair(w_t: np.ndarray, w_g: np.ndarray, min_sin2: float) -> float:
 def complementary_latent(
     z: Array, w_t: Any, b_t: float, w_g: Any, b_g: float, *, min_sin2: float = MIN_SIN2
 ) -> Array:
-    """The paper's z′ (spec A4): keeps h_t, negates h_g. (w, b) pairs are unit-normalised first."""
+    """The paper's z′: keeps h_t, negates h_g. (w, b) pairs are unit-normalised first."""
     wt, _ = normalize_hyperplane(w_t, b_t)
     wg, bg = normalize_hyperplane(w_g, b_g)
     c = _check_pair(wt, wg, min_sin2)
@@ -134,7 +135,7 @@ def complementary_latent(
 def ablation_latents(
     z: Array, w_t: Any, b_t: float, w_g: Any, b_g: float, *, min_sin2: float = MIN_SIN2
 ) -> dict[str, Array]:
-    """All four edits of the ablation (spec A4 table): ``z_prime``, ``z_prime_0``, ``z_prime_g``, ``z_prime_g0``."""
+    """All four edits of the paper's ablation: ``z_prime``, ``z_prime_0``, ``z_prime_g``, ``z_prime_g0``."""
     wt, _ = normalize_hyperplane(w_t, b_t)
     wg, bg = normalize_hyperplane(w_g, b_g)
     c = _check_pair(wt, wg, min_sin2)
@@ -157,8 +158,10 @@ def domain_dependent_latent(
     b_g: float,
     w_t_by_g: tuple[tuple[Any, float], tuple[Any, float]],
 ) -> Array:
-    """Gender-dependent target hyperplanes (spec A5): for z with hallucinated protected value k,
-    require h_g(z′) = −h_g(z) and h_{t|1−k}(z′) = h_{t|k}(z); closed-form least-norm solution."""
+    """Gender-dependent target hyperplanes (the paper's domain-dependent extension).
+
+    For z with hallucinated protected value k, require h_g(z′) = −h_g(z) and h_{t|1−k}(z′) = h_{t|k}(z);
+    closed-form least-norm solution."""
     wg, bg = normalize_hyperplane(w_g, b_g)
     planes = [normalize_hyperplane(w, b) for (w, b) in w_t_by_g]
     zz = _np(z)
@@ -182,7 +185,7 @@ def domain_dependent_latent(
 def two_protected_latents(
     z: Array, w_t: Any, b_t: float, protected: tuple[tuple[Any, float], tuple[Any, float]]
 ) -> dict[str, Array]:
-    """Two protected attributes (spec A5, e.g. Male and Young): three edits per z, target score kept.
+    """Two protected attributes (the paper's extension, e.g. Male and Young): three edits per z, target score kept.
 
     Returns ``flip_1`` (flip the first, keep the second), ``flip_2`` (flip the second, keep the first),
     ``flip_both``.

@@ -1,11 +1,14 @@
-"""Evaluation as in Ramaswamy et al. (CVPR 2021, spec §A9): AP, DEO, BA, KL with bootstrap intervals.
+"""Evaluation as in Ramaswamy et al. (CVPR 2021): AP, DEO, BA, KL with bootstrap intervals.
+
+The protocol is that of the official ``main.py`` / ``utils.py``; see ``docs/latent_aug.md``.
 
 All metric definitions come from :mod:`debiaskit.metrics` (no copies here):
 
 * AP = ``average_precision(y, s)`` on the evaluation set;
-* τ_cal = ``calibrated_threshold`` on the **validation** scores, reused on test (pitfall 9);
+* τ_cal = ``calibrated_threshold`` on the **validation** scores, reused on test (``docs/latent_aug.md`` detail 8);
 * DEO = ``deo(y, s > τ_cal, g)`` = |TPR_g0 − TPR_g1|;
-* BA = ``bias_amplification_cvpr21(y, s > τ_cal, g)`` (attribute → task, eval-set indicator, pitfall 10);
+* BA = ``bias_amplification_cvpr21(y, s > τ_cal, g)`` (attribute → task, eval-set indicator,
+  ``docs/latent_aug.md`` detail 9);
 * KL = ``score_kl(y, s, g, mode="official", reduction="none")`` pooled over its four directional values
   (paper-comparable) and ``score_kl(..., mode="aligned")`` (our corrected variant; see metrics.kl).
 

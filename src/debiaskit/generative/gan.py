@@ -1,6 +1,6 @@
 """A small DCGAN-style GAN (28–64 px) that trains on CPU: hinge loss, spectral norm, EMA generator.
 
-Ramaswamy et al. (CVPR 2021, spec A2) use a pre-trained Progressive GAN (128×128, z ∈ R^512). That model
+Ramaswamy et al. (CVPR 2021) use a pre-trained Progressive GAN (128×128, z ∈ R^512). That model
 cannot be downloaded here, and training one needs GPUs, so debiaskit ships this small substitute; any
 other generator can be plugged in through :mod:`debiaskit.generative.protocol`.
 

@@ -1,4 +1,4 @@
-"""Linear hyperplanes in latent space fitted on hallucinated labels (Ramaswamy et al. 2021, spec §A3).
+"""Linear hyperplanes in latent space fitted on hallucinated labels (Ramaswamy et al. 2021; official ``linear.py``).
 
 For an attribute a with hallucinated binary labels â(G(z)), a linear SVM on a *fitting block* of z gives
 h_a(z) = wᵀz + b ≈ f_a(G(z)); (w, b) is then unit-normalised (w/‖w‖, b/‖w‖) so h_a is the signed
@@ -6,8 +6,9 @@ Euclidean distance to the hyperplane. The method assumes the attribute is (nearl
 z-space, so the accuracy on a disjoint *held-out block* is measured and reported.
 
 Defaults follow the official code: ``sklearn.svm.LinearSVC`` with C = 1, squared hinge, L2 penalty,
-regularised intercept, ``max_iter`` = 500,000 (spec A3/A11). One deviation: ``dual="auto"`` lets sklearn
-solve the primal when n > d (same optimum, faster); the official code used the dual solver.
+regularised intercept, ``max_iter`` = 500,000 (``docs/latent_aug.md`` detail 2). One deviation:
+``dual="auto"`` lets sklearn solve the primal when n > d (same optimum, faster); the official code used the
+dual solver.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def fit_hyperplane(
     max_iter: int = 500_000,
     min_per_class: int = MIN_PER_CLASS,
 ) -> LatentHyperplane:
-    """Fit ``LinearSVC`` on (z_fit, labels_fit), unit-normalise (w, b), measure held-out accuracy (spec A3)."""
+    """Fit ``LinearSVC`` on (z_fit, labels_fit), unit-normalise (w, b), measure held-out accuracy."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 

@@ -1,4 +1,4 @@
-"""Hallucinated labels for generated images (Ramaswamy et al. 2021, spec §A3, pitfalls 3–4).
+"""Hallucinated labels for generated images (Ramaswamy et al. 2021; ``docs/latent_aug.md`` detail 3).
 
 A baseline attribute classifier f_a scores G(z); the hallucinated label is 1[f_a(G(z)) > τ_F1] with τ_F1
 the threshold maximising F1 on the **real validation set** (strict ``>``). The threshold search is
@@ -76,7 +76,7 @@ class AttributeClassifier:
 
 
 def hallucinate_labels(images: torch.Tensor, classifiers: dict[str, AttributeClassifier]) -> dict[str, np.ndarray]:
-    """Hallucinated labels of ``images`` for each classifier (spec A3); keys = attribute names."""
+    """Hallucinated labels of ``images`` for each classifier (thresholded at τ_F1); keys = attribute names."""
     return {name: clf.labels(images)[0] for name, clf in classifiers.items()}
 
 

@@ -8,8 +8,8 @@ A generator is anything with
 
 :class:`ModuleGenerator` wraps any ``nn.Module`` z → image and adds batching, optional resizing to the
 classifier's resolution (``out_size``; Ramaswamy et al. also pass every image through a 64×64 resize,
-spec A7) and conversion to uint8 (how generated images are cached and fed to classifiers, so the cached
-arrays are exactly what the classifiers saw).
+``docs/latent_aug.md`` detail 7) and conversion to uint8 (how generated images are cached and fed to
+classifiers, so the cached arrays are exactly what the classifiers saw).
 
 :func:`load_generator` accepts
 
