@@ -3,10 +3,11 @@
 * ``audit labels FILE|--dataset NAME --protected COL [--alpha 1,2,3] [--out DIR]``: bias card of a label
   set (counts, P(protected | label), most skewed labels, conflict ratio, Zhao b(o, g)), λ_D of the
   original labels and of α-balanced subsets (α-split on the train part only; val/test stay original,
-  spec pitfall 16). The label set is split once 60/20/20 (stratified by the protected attribute).
+  as in the authors' leakage scripts; ``docs/leakage.md``). The label set is split once 60/20/20
+  (stratified by the protected attribute).
 * ``audit model RUN_DIR``: λ_M of a trained run's logits (attacker trained on the model's outputs on its
-  own training split, selected on val, evaluated on test — spec pitfall 17), λ_D(F1) of randomly
-  perturbed ground truth at the model's test macro-F1, and Δ = λ_M − λ_D(F1).
+  own training split as in the authors' code, selected on val, evaluated on test; ``docs/leakage.md``),
+  λ_D(F1) of randomly perturbed ground truth at the model's test macro-F1, and Δ = λ_M − λ_D(F1).
 
 Outputs (``report.json``, ``report.md``, ``skew.png``) are written atomically after every input was
 validated and every number computed, so a failed audit leaves no partial report.
@@ -220,8 +221,8 @@ def audit_model(run: Any, *, kind: str = "logits", epochs: int = 20, rounds: int
     """λ_M, λ_D(F1) and Δ for a loaded run (see :func:`debiaskit.experiments.rundir.load_run`).
 
     Uses the run's ``train`` split for the attacker's training data (the model's outputs on its own
-    training images, spec pitfall 17), ``val`` (or the first other split; else half of ``test``) for
-    selection and ``test`` for evaluation. The task is single-label (the run's logits over
+    training images, as the authors' λ_M does; ``docs/leakage.md``), ``val`` (or the first other split;
+    else half of ``test``) for selection and ``test`` for evaluation. The task is single-label (the run's logits over
     ``num_classes``); the protected attribute is the dataset's bias attribute (G ≥ 2 groups; with G > 2
     leakage is plain G-way accuracy, chance 1/G). Model F1 = macro-F1 of the argmax on ``test``.
     """

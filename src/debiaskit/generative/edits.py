@@ -14,8 +14,8 @@ in brackets):
 * ``z′_g,0`` [perp_on_hyperplane]  z − h_g(z)·w_g                      (project along w_g)
 
 :func:`least_norm_edit` solves the general problem min ‖z′ − z‖ s.t. Wᵀz′ = r for K constraints
-(z′ = z − W (WᵀW)⁻¹ (Wᵀz − r)); the gender-dependent hyperplanes and two protected attributes (the paper's extensions) and
-multi-valued protected attributes (one-vs-rest) are different (W, r). The official repo solves the
+(z′ = z − W (WᵀW)⁻¹ (Wᵀz − r)); the paper's extensions (gender-dependent hyperplanes, two protected
+attributes) and multi-valued protected attributes (one-vs-rest) are different (W, r). The official repo solves the
 gender-dependent case iteratively in homogeneous coordinates, which is not exactly least-norm in z-space
 (``docs/latent_aug.md`` detail 11); we use the closed form.
 
