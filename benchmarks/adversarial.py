@@ -14,7 +14,7 @@ split, i.e. early stopping on the task metric; identical for every method):
   and BA (CelebA: CVPR 2021 binary form at that threshold; CMNIST: directional A→T BA of argmax
   predictions with the *training* labels as reference, because the test split is colour-balanced);
 * λ_M: :func:`debiaskit.leakage.model_leakage` on the model's logits (attacker trained on the model's own
-  *train* outputs, paper pitfall 17; val/test = the val/test splits), λ_D(F1) from
+  *train* outputs, as the authors' λ_M; ``docs/leakage.md``; val/test = the val/test splits), λ_D(F1) from
   :func:`debiaskit.leakage.leakage_at_f1` on the test labels' perturbation curve read at the model's
   macro-F1, Δ = λ_M − λ_D(F1) (:func:`debiaskit.leakage.amplification`);
 * wall time of training.

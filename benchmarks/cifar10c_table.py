@@ -7,16 +7,17 @@ writes
 * ``benchmarks/results/cifar10c.md`` (``cifar10c_type1.md`` for ``--type 1``): our mean ± std of the test
   unbiased accuracy under each selection rule (``last``; ``best_val_accuracy`` = the biased validation split
   carved from the training data; ``oracle_test`` = best *test* accuracy over the evaluations, what the DisEnt
-  code reports) next to the published numbers of spec lff_disent.md §8.1 (sources S1/S2) and §8.3;
+  code reports) next to the published numbers, each with its source (see ``docs/methods_lff_disent.md``,
+  "Published numbers and their sources");
 * ``benchmarks/results/cifar10c.json``: the same figures, machine-readable, with the budget and every cell's
   status.
 
 Budgets (``--budget``):
 
-* ``official`` (default; meant for a GPU): spec §5 — vanilla = DisEnt's baseline (torchvision ResNet-18 from
-  scratch, Adam 1e-3, 50k steps), LfF (CIFAR ResNet-20, Adam 1e-3, 39.2k steps), DisEnt (ResNet-18, 50k steps,
-  curriculum 10k, StepLR 10k × 0.5, per-ratio lr/λ of §5.2 via :func:`debiaskit.methods.disent.ratio_overrides`),
-  batch 256, evaluation every 500 steps.
+* ``official`` (default; meant for a GPU): the authors' scripts — vanilla = DisEnt's baseline (torchvision
+  ResNet-18 from scratch, Adam 1e-3, 50k steps), LfF (CIFAR ResNet-20, Adam 1e-3, 39.2k steps), DisEnt
+  (ResNet-18, 50k steps, curriculum 10k, StepLR 10k × 0.5, per-ratio lr/λ of the DisEnt scripts via
+  :func:`debiaskit.methods.disent.ratio_overrides`), batch 256, evaluation every 500 steps.
 * ``reduced`` (for a CPU): every method runs ``--reduced-steps`` steps (default 300) with DisEnt's curriculum
   and LR step at the same fraction of the run as officially (0.2 × steps); evaluation 3 times per run. The
   output says so in its title: such numbers are **not comparable** to the published ones.
@@ -53,20 +54,22 @@ HERE = Path(__file__).resolve().parent
 RATIOS = (0.005, 0.01, 0.02, 0.05)
 METHODS = ("vanilla", "lff", "disent")
 RULES = ("last", "best_val_accuracy", "oracle_test")
-OFFICIAL_CURR = 10000  # DisEnt curriculum / LR step (spec §5.2), relative to its 50k-step run
+OFFICIAL_CURR = 10000  # DisEnt curriculum / LR step (official ``--curr_step``), relative to its 50k-step run
 OFFICIAL_DISENT_STEPS = 50000
 
-#: published Corrupted CIFAR-10 unbiased-test accuracies (%), spec lff_disent.md §8.1 / §8.3 — (mean, std or None)
+#: published Corrupted CIFAR-10 unbiased-test accuracies (%) — (mean, std or None); sources named per row and in
+#: docs/methods_lff_disent.md ("Published numbers and their sources")
 PUBLISHED: list[dict[str, Any]] = [
-    {"method": "vanilla", "source": "DisEnt paper (Lee et al. 2021) main table via S1 (Barbano et al., Table 4; "
-     "S2 gives the same means)", "values": {0.005: (23.08, 1.25), 0.01: (25.82, 0.33), 0.02: (30.06, 0.71),
-                                           0.05: (39.42, 0.64)}},
-    {"method": "lff", "source": "DisEnt paper main table (LfF re-run) via S1 (S2 prints 41.78 at 5 %, a copy error)",
+    {"method": "vanilla", "source": "DisEnt paper (Lee et al., NeurIPS 2021) main table, as reprinted in Barbano "
+     "et al. (ICLR 2023) Table 4; Liu et al. (LC, ICLR 2023) Table 1 gives the same means",
+     "values": {0.005: (23.08, 1.25), 0.01: (25.82, 0.33), 0.02: (30.06, 0.71), 0.05: (39.42, 0.64)}},
+    {"method": "lff", "source": "DisEnt paper main table (LfF re-run), Barbano et al. Table 4 (Liu et "
+     "al. print 41.78 at 5 %, a copy error)",
      "values": {0.005: (28.57, 1.30), 0.01: (33.07, 0.77), 0.02: (39.91, 0.30), 0.05: (50.27, 1.56)}},
-    {"method": "disent", "source": "DisEnt paper main table via S1 (best-of-100 TEST evaluations)",
+    {"method": "disent", "source": "DisEnt paper main table, Barbano et al. Table 4 (best-of-100 TEST evaluations)",
      "values": {0.005: (29.95, 0.71), 0.01: (36.49, 1.79), 0.02: (41.78, 2.29), 0.05: (51.13, 1.28)}},
     {"method": "disent", "source": "DGW README re-run of the official DisEnt code (third party, 1 seed, best test; "
-     "commented-out README lines, spec §8.3)",
+     "commented-out README lines)",
      "values": {0.005: (27.7, None), 0.01: (31.5, None), 0.02: (41.7, None), 0.05: (50.7, None)}},
 ]
 
@@ -131,7 +134,7 @@ def _budget_text(runs: list, budget: str) -> str:
         extra = ""
         if m == "disent":
             extra = (f", curriculum {hp['curr_step']}, StepLR {hp['lr_step_size']} × {hp['lr_gamma']}, "
-                     "per-ratio lr / λ_dis = λ_swap_b of spec §5.2")
+                     "per-ratio lr / λ_dis = λ_swap_b of the official DisEnt scripts")
         lr = "per ratio" if m == "disent" else f"{hp['lr']:g}"
         parts.append(f"{m}: {hp['model']}, {hp['optimizer']} lr {lr}, batch {hp['batch_size']}, {hp['steps']} steps"
                      f"{extra}")
@@ -225,18 +228,20 @@ def build_tables(runs: list, out_dir: Path, *, budget: str, ctype: int) -> dict[
     wall_text = "; ".join(f"{m} " + ", ".join(f"{100 * r:g} %: {walls[m][r]:.0f}" for r in RATIOS if r in walls[m])
                           for m in METHODS if walls[m])
     lines += ["", f"Mean wall time per run (s): {wall_text}" if wall_text else "No finished runs yet.", ""]
-    lines += ["## Published (spec lff_disent.md §8.1, §8.3)", "", "| method | source | " +
+    lines += ["## Published (sources: docs/methods_lff_disent.md, \"Published numbers and their sources\")", "",
+              "| method | source | " +
               " | ".join(f"{100 * r:g} %" for r in RATIOS) + " |", "|---|---|" + "---|" * len(RATIOS)]
     for p in PUBLISHED:
         lines.append(f"| {p['method']} | {p['source']} | " + " | ".join(fmt_mean_std(*p["values"][r]) for r in RATIOS) + " |")
     lines += [
-        "", "S1 — Barbano et al., *Unbiased Supervised Contrastive Learning* (arXiv 2211.05568), Table 4, "
-        "\"reference results are taken from Lee et al. (2021)\"; S2 — Liu et al., *Avoiding spurious correlations "
-        "via logit correction* (LC), Table 1 (means only). The LfF paper's own Corrupted CIFAR-10 numbers were not "
-        "found (spec §8.2). LfF issue #1 reports, with the official code at type 0 / 1 % (`skewed3 severity4`), "
-        "aligned ≈ 58.7 and skewed ≈ 36.1 (spec §8.3).", "",
+        "", "Barbano et al., *Unbiased Supervised Contrastive Learning* (ICLR 2023, arXiv 2211.05568), Table 4, "
+        "\"reference results are taken from Lee et al. (2021)\"; Liu et al., *Avoiding spurious correlations via "
+        "logit correction* (LC, ICLR 2023), Table 1 (means only). The LfF paper's own Corrupted CIFAR-10 numbers "
+        "were not available to us. LfF issue #1 (alinlab/LfF) reports, with the official code at type 0 / 1 % "
+        "(`skewed3 severity4`), aligned ≈ 58.7 and skewed ≈ 36.1.", "",
         "Comparability: the DisEnt paper uses DisEnt's pre-built CIFAR10C download, whose corruption family and "
-        "severity are unknown (spec §6.4, pitfall 16); our data follow the LfF generator, so these rows compare "
+        "severity are not stated in its code or README (docs/methods_lff_disent.md detail 15); our data follow "
+        "the LfF generator, so these rows compare "
         "to the published ones only approximately. DisEnt's numbers are best-of-100 *test* evaluations — compare "
         "them with our oracle row; DisEnt reports plain test accuracy, LfF the mean over cells (equal up to "
         "rounding here: the test cells are all of size 100).", "",
@@ -254,7 +259,7 @@ def build_tables(runs: list, out_dir: Path, *, budget: str, ctype: int) -> dict[
         "budget": budget,
         "comparable_to_published": not reduced,
         "note": (f"REDUCED CPU BUDGET: {steps_text} steps per run; not comparable to the published numbers"
-                 if reduced else "official budgets of spec lff_disent.md §5"),
+                 if reduced else "official budgets of the LfF / DisEnt scripts (docs/methods_lff_disent.md)"),
         "budget_detail": _budget_text(runs, budget),
         "corruption_type": ctype,
         "metric": "test unbiased_accuracy (%)",

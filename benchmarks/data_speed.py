@@ -6,9 +6,9 @@ For each dataset (Colored MNIST 28 px, Corrupted CIFAR-10 32 px), in the same ru
   ``images.index_select(0, idx)`` (uint8 tensor gather, as the trainer does), then :func:`debiaskit.data.augment.make_batch_transform` (CIFAR: random crop 32 with
   padding 4 + flip + normalise, vectorised per batch; CMNIST: scale to [0, 1]). On a GPU the whole uint8 set
   lives on the device and the transform runs there.
-* ``dataloader_pil``: LfF's pipeline (spec §10) — a ``torch.utils.data.Dataset`` over the same numpy HWC array
-  with a per-sample torchvision transform (CIFAR: ``ToPILImage -> RandomCrop(32, 4) -> RandomHorizontalFlip ->
-  ToTensor -> Normalize``; CMNIST: ``ToTensor``), ``DataLoader(batch_size, shuffle=True)`` with 0 and with
+* ``dataloader_pil``: LfF's pipeline (official ``data/attr_dataset.py`` + torchvision transforms) — a
+  ``torch.utils.data.Dataset`` over the same numpy HWC array with a per-sample torchvision transform
+  (CIFAR: ``ToPILImage -> RandomCrop(32, 4) -> RandomHorizontalFlip -> ToTensor -> Normalize``; CMNIST: ``ToTensor``), ``DataLoader(batch_size, shuffle=True)`` with 0 and with
   ``--workers`` worker processes (on a GPU: ``pin_memory`` + ``.to(device, non_blocking=True)``).
 
 The first batch of every path is a warm-up and is not timed; the paths are run ``--repeats`` times interleaved

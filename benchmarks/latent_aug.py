@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CATEGORIES = {  # spec A8 reconstruction (unverified membership; configurable)
+CATEGORIES = {  # the paper's three categories; membership is our reconstruction, not checked against the paper
     "gender-independent": ["Smiling", "Eyeglasses", "Blond_Hair"],
     "gender-dependent": ["Young", "Arched_Eyebrows"],
     "inconsistently labeled": ["Wavy_Hair"],
@@ -368,7 +368,8 @@ def render_md(args: argparse.Namespace, r: dict[str, Any]) -> str:
         for method, agg in by.items():
             L.append(f"| {cat} | {method} | {_fmt(agg['AP'])} | {_fmt(agg['DEO'])} | {_fmt(agg['BA'])} | "
                      f"{_fmt(agg['KL'], 2)} | {_fmt(agg['KL_aligned'], 2)} | {agg['n_attributes']} |")
-    L += ["", "Paper (A10, CelebA, ResNet-50, 128 px PGAN): DEO/BA/KL down at ≈1 AP point cost in every category.", "",
+    L += ["", "Paper (Ramaswamy et al., CVPR 2021, results table averaged per attribute category; CelebA, "
+          "ResNet-50, 128 px PGAN): DEO/BA/KL down at ≈1 AP point cost in every category.", "",
           "## Latent hyperplanes (LinearSVC on hallucinated labels) and the edit in image space", "",
           "Majority = accuracy of always predicting the majority hallucinated label on the held-out block (the chance level).", "",
           "| target | target SVM fit / held-out acc (majority) | Male SVM fit / held-out acc (majority) | cos(w_t, w_g) | Male flip rate on G(z′) | target kept on G(z′) | G(z) cells t0g0/t0g1/t1g0/t1g1 |",
