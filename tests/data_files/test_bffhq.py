@@ -34,7 +34,8 @@ def test_layout_labels_and_conflicting_test(bffhq_root):
     assert len(va) == 2 and va.targets.tolist() == [1, 0] and va.bias.tolist() == [1, 1]
     # paper protocol: test keeps only target != bias
     assert len(te) == 3 and bool(te.conflicting.all()) and te.info["test_set"] == "conflicting"
-    assert tr.info["normalize"]["mean"][0] == pytest.approx(0.4914)  # CIFAR-10 statistics (pitfall 17)
+    # CIFAR-10 statistics, as DisEnt (docs/methods_lff_disent.md detail 11)
+    assert tr.info["normalize"]["mean"][0] == pytest.approx(0.4914)
     assert tr.info["train_augment"] == {"padding": 4, "flip": True}
     assert tr.class_names == ["young", "old"] and tr.num_classes == tr.num_bias == 2
 

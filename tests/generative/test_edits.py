@@ -1,4 +1,7 @@
-"""Latent edits (spec A4/A5, F): invariants, ablation formulas, least-norm equivalence, refusals."""
+"""Latent edits of Ramaswamy et al. (CVPR 2021) and their extensions.
+
+Invariants, ablation formulas, least-norm equivalence, refusals.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def test_zprime_keeps_target_negates_protected(d):
         W = np.stack([wt, wg], 1)
         r = np.stack([z @ wt, -(z @ wg) - 2 * bg], 1)
         np.testing.assert_allclose(zp, least_norm_edit(z, W, r), atol=1e-9)
-        # equals the official code's normalised-direction form (spec A4): u = (w_g − c w_t)/sinθ
+        # equals the official code's normalised-direction form (docs/latent_aug.md detail 1): u = (w_g − c w_t)/sinθ
         c = wg @ wt
         u = (wg - c * wt) / np.linalg.norm(wg - c * wt)
         zp2 = z - (2 * (z @ wg + bg) / np.sqrt(1 - c * c))[:, None] * u[None]
@@ -51,7 +54,7 @@ def test_zprime_identity_on_protected_hyperplane_and_unnormalised_inputs():
     z = rng.normal(size=(10, 8))
     z0 = z - (z @ wg + bg)[:, None] * wg[None]  # h_g(z0) = 0
     np.testing.assert_allclose(complementary_latent(z0, wt, 0.3, wg, bg), z0, atol=1e-12)
-    # scaling (w, b) by a positive factor changes nothing (normalisation, pitfall 2)
+    # scaling (w, b) by a positive factor changes nothing (normalisation, docs/latent_aug.md detail 2)
     np.testing.assert_allclose(
         complementary_latent(z, 3 * wt, 0.9, 5 * wg, 5 * bg), complementary_latent(z, wt, 0.3, wg, bg), atol=1e-12
     )
@@ -70,7 +73,7 @@ def test_ablation_formulas():
     # z'_0: onto the g-hyperplane, target kept
     np.testing.assert_allclose(out["z_prime_0"] @ wg + bg, 0, atol=1e-9)
     np.testing.assert_allclose(out["z_prime_0"] @ wt + bt, ht, atol=1e-9)
-    # z'_g = z − 2 h_g w_g: h_g negated, h_t moves by exactly −2 h_g c (spec F)
+    # z'_g = z − 2 h_g w_g: h_g negated, h_t moves by exactly −2 h_g c (the z′_g ablation formula)
     np.testing.assert_allclose(out["z_prime_g"], z - 2 * hg[:, None] * wg, atol=1e-12)
     np.testing.assert_allclose(out["z_prime_g"] @ wg + bg, -hg, atol=1e-9)
     np.testing.assert_allclose(out["z_prime_g"] @ wt + bt - ht, -2 * hg * c, atol=1e-9)

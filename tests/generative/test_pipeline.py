@@ -1,5 +1,5 @@
-"""Latent augmentation pipeline with a tiny analytic generator: labels (spec A6), hyperplanes, bad input,
-and an end-to-end run (baselines → augmentation → latent_aug training → AP/DEO/BA/KL)."""
+"""Latent augmentation pipeline with a tiny analytic generator: labels (docs/latent_aug.md detail 4),
+hyperplanes, bad input, and an end-to-end run (baselines → augmentation → latent_aug training → AP/DEO/BA/KL)."""
 
 from __future__ import annotations
 

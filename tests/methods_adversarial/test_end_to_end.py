@@ -51,8 +51,9 @@ def test_adversarial_multivalued_protected_and_multilabel(tmp_path, toy, run_met
 
 
 def test_adversarial_multilabel_update_uses_weighted_bce():
-    """Multi-label targets: BCE with per-class weights #neg/#pos (paper §B4). Checked on the method directly
-    (class weights and batch composition)."""
+    """Multi-label targets: BCE with per-class weights #neg/#pos (the authors' COCO task loss).
+
+    Checked on the method directly (class weights and batch composition)."""
     from debiaskit.methods.adversarial import Adversarial
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.methods.registry import default_hparams
