@@ -62,11 +62,12 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
               batch: int = 256) -> dict[str, Any]:
     from debiaskit.data.augment import make_batch_transform
     from debiaskit.methods.base import Batch, TrainContext
-    from debiaskit.methods.registry import default_hparams, get_method
+    from debiaskit.experiments.hparams import resolve_hparams
+    from debiaskit.methods.registry import get_method
 
     torch.set_num_threads(threads)
     case = CASES[name]
-    hp = default_hparams(case["method"], "colored_mnist")
+    hp = resolve_hparams(case["method"], "colored_mnist", warn=False)
     hp.update(case["hparams"], batch_size=batch)
     g = torch.Generator(device=device).manual_seed(0)
     gen_cpu = torch.Generator().manual_seed(0)

@@ -100,4 +100,4 @@ def test_demo_compares_methods(tmp_path, capsys):
 def test_augment_flag_only_for_latent_aug(tmp_path, capsys):
     assert main(BASE + ["--augment", str(tmp_path), "--steps", "2", "--out", str(tmp_path / "r")]) == 2
     line = _err(capsys)
-    assert "unknown hparam" in line and "key(s) augment;" in line
+    assert "unknown hparam" in line and "key(s) augment for vanilla" in line

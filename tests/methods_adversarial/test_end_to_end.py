@@ -56,7 +56,7 @@ def test_adversarial_multilabel_update_uses_weighted_bce():
     Checked on the method directly (class weights and batch composition)."""
     from debiaskit.methods.adversarial import Adversarial
     from debiaskit.methods.base import Batch, TrainContext
-    from debiaskit.methods.registry import default_hparams
+    from debiaskit.experiments.hparams import resolve_hparams
 
     n = 64
     y = torch.zeros(n, 3, dtype=torch.long)
@@ -66,7 +66,7 @@ def test_adversarial_multilabel_update_uses_weighted_bce():
     b = torch.arange(n) % 2
     ctx = TrainContext(dataset="toy", num_classes=3, num_bias=2, in_shape=(1, 4, 4), n_train=n, train_targets=y,
                        train_bias=b, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), multilabel=True)
-    hp = {**default_hparams("adversarial", "toy"), "model": "mlp", "batch_size": 16, "steps": 5}
+    hp = {**resolve_hparams("adversarial", "toy", warn=False), "model": "mlp", "batch_size": 16, "steps": 5}
     m = Adversarial(ctx, hp)
     torch.testing.assert_close(m.class_weights, torch.tensor([48 / 16, 32 / 32, 16 / 48]))
     idx = m.sample_indices(1)
@@ -104,9 +104,9 @@ def test_adversarial_image_stages_mask_and_grid(tmp_path, toy, run_method):
 def test_adversarial_image_stage_boundaries_and_early_stopping():
     from debiaskit.methods.adversarial_image import AdversarialImage
     from debiaskit.methods.base import TrainContext
-    from debiaskit.methods.registry import default_hparams
+    from debiaskit.experiments.hparams import resolve_hparams
 
-    hp = {**default_hparams("adversarial_image", "toy"), "model": "mlp", "steps": 10, "early_stop_patience": 2}
+    hp = {**resolve_hparams("adversarial_image", "toy", warn=False), "model": "mlp", "steps": 10, "early_stop_patience": 2}
     n = 40
     ctx = TrainContext(dataset="toy", num_classes=2, num_bias=2, in_shape=(1, 8, 8), n_train=n,
                        train_targets=torch.arange(n) % 2, train_bias=(torch.arange(n) // 2) % 2,

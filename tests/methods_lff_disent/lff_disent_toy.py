@@ -45,9 +45,9 @@ def make_batch(ctx: TrainContext, idx: torch.Tensor, seed: int = 0) -> Batch:
 
 
 def small_hparams(method: str, **kw):
-    from debiaskit.methods.registry import default_hparams
+    from debiaskit.experiments.hparams import resolve_hparams
 
-    hp = default_hparams(method, "toy")
+    hp = resolve_hparams(method, "toy", warn=False)
     hp.update({"model": "mlp", "model_kwargs": {"hidden": [8, 6], "input_scale": 1.0}, "batch_size": 16, "lr": 1e-2})
     hp.update(kw)
     return hp

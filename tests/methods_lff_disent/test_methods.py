@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from debiaskit.experiments.config import resolve_config
 from debiaskit.losses import generalized_ce
-from debiaskit.methods.disent import DisEnt, ratio_overrides
+from debiaskit.methods.disent import DisEnt
 from debiaskit.methods.lff import LfF
-from debiaskit.methods.registry import default_hparams
+from debiaskit.experiments.hparams import resolve_hparams
 from debiaskit.train.trainer import run_training
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -116,14 +116,19 @@ def test_disent_predict_uses_both_encoders():
 
 
 def test_disent_defaults_per_dataset_and_ratio():
-    hp = default_hparams("disent", "colored_mnist")
+    hp = resolve_hparams("disent", "colored_mnist", warn=False)
     assert (hp["model"], hp["lr"], hp["lambda_dis"], hp["lambda_swap_b"], hp["lambda_swap"]) == ("mlp_disent", 0.01, 10.0, 10.0, 1.0)
     assert (hp["steps"], hp["curr_step"], hp["lr_step_size"], hp["lr_gamma"], hp["q"], hp["ema_alpha"]) == (50000, 10000, 10000, 0.5, 0.7, 0.7)
-    bf = default_hparams("disent", "bffhq")
+    bf = resolve_hparams("disent", "bffhq", warn=False)
     assert (bf["batch_size"], bf["lr_gamma"], bf["lambda_swap"]) == (64, 0.1, 0.1)
-    assert ratio_overrides("corrupted_cifar10", 0.005) == {"lr": 5e-4, "lambda_dis": 1.0, "lambda_swap_b": 1.0}
-    assert ratio_overrides("colored_mnist", 0.01) == {}
-    lff = default_hparams("lff", "colored_mnist")
+    c05 = resolve_hparams("disent", "corrupted_cifar10", ratio=0.005)
+    assert (c05["lr"], c05["lambda_dis"], c05["lambda_swap_b"]) == (5e-4, 1.0, 1.0)
+    c05b = resolve_hparams("disent", "corrupted_cifar10", ratio=5e-3)  # the same number written differently
+    assert c05b == c05
+    c5 = resolve_hparams("disent", "corrupted_cifar10", ratio=0.05)
+    assert (c5["lr"], c5["lambda_dis"]) == (1e-3, 1.0)
+    assert resolve_hparams("disent", "colored_mnist", ratio=0.01) == resolve_hparams("disent", "colored_mnist")
+    lff = resolve_hparams("lff", "colored_mnist", warn=False)
     assert (lff["model"], lff["lr"], lff["steps"], lff["q"], lff["ema_alpha"]) == ("mlp_lff", 1e-3, 23500, 0.7, 0.7)
 
 

@@ -14,7 +14,8 @@ import yaml
 from debiaskit.cli import main
 from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.collect import collect, format_table
-from debiaskit.experiments.sweep import config_hash, expand_sweep, run_sweep
+from debiaskit.experiments.sweep import expand_sweep, run_sweep
+from debiaskit.runkey import run_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lff_disent_toy import register_toy  # noqa: E402
@@ -40,7 +41,7 @@ def test_expand_is_deterministic_and_content_addressed(tmp_path):
     b = expand_sweep(SPEC, tmp_path)
     assert len(a) == 2 * 2 * 2
     assert [r.run_dir for r in a] == [r.run_dir for r in b]
-    assert all(r.run_dir.name.endswith(config_hash(r.config)) for r in a)
+    assert all(r.run_dir.name.endswith(run_key(r.config)) for r in a)
     # a changed hyper-parameter gives another directory; a subset selects the same directories
     changed = dict(SPEC, methods={**SPEC["methods"], "lff": {"hparams": {**SPEC["methods"]["lff"]["hparams"], "q": 0.5}}})
     c = expand_sweep(changed, tmp_path)
@@ -96,7 +97,7 @@ def test_sweep_runs_resumes_skips_done_and_collects(tmp_path, capsys):
     # mean/std against the raw result files
     r0 = rows[0]
     vals = [json.loads(Path(d, "result.json").read_text())["selection"]["last"]["metrics"]["test"]["unbiased_accuracy"]
-            for d in r0["run_dirs"]]
+            for d in r0["sources"]]
     cell = r0["rules"]["last"]["unbiased_accuracy"]
     assert cell["mean"] == pytest.approx(sum(vals) / 2)
     assert cell["std"] == pytest.approx(abs(vals[0] - vals[1]) / 2**0.5)
@@ -136,22 +137,26 @@ def test_sweep_resumes_an_interrupted_run(tmp_path):
 
 
 def test_collect_errors(tmp_path):
-    with pytest.raises(DebiaskitError, match="no result.json"):
+    with pytest.raises(DebiaskitError, match="no finished run"):
         collect(tmp_path)
     assert main(["collect", str(tmp_path / "missing")]) == 2
 
 
-def test_run_dir_of_an_older_config_without_later_default_keys_is_reused(tmp_path):
+def test_keys_added_later_at_their_default_keep_the_run_key(tmp_path):
+    """A record written before a train key existed keeps its key while the key holds its default."""
     spec = {**SPEC, "ratios": [0.05], "seeds": [0], "methods": {"lff": SPEC["methods"]["lff"]}}
     (run,) = expand_sweep(spec, tmp_path)
     old_cfg = json.loads(json.dumps(run.config))
-    old_cfg["train"].pop("eval_batch_size")  # as if written before this key existed (it is at its default)
-    legacy = tmp_path / "runs" / f"{run.key}-0123456789ab"
-    legacy.mkdir(parents=True)
-    (legacy / "config.yaml").write_text(yaml.safe_dump(old_cfg))
-    (again,) = expand_sweep(spec, tmp_path)
-    assert again.run_dir == legacy
-    # a key set to a non-default value is a real difference: a new directory
-    changed = {**spec, "base": {**spec["base"], "train": {**spec["base"]["train"], "eval_batch_size": 7}}}
+    for k in ("nan_policy", "weight_average", "weight_average_decay", "weight_average_start"):
+        old_cfg["train"].pop(k)  # as if written before these keys existed
+    old_cfg.pop("hparams_seed")
+    assert run_key(old_cfg) == run_key(run.config)
+    # a key set to a non-default value is a real difference
+    changed = {**spec, "base": {**spec["base"], "train": {**spec["base"]["train"], "weight_average": "ema"}}}
     (other,) = expand_sweep(changed, tmp_path)
-    assert other.run_dir != legacy
+    assert other.run_key != run.run_key
+    # display/performance options are outside the key
+    perf = {**spec, "base": {**spec["base"], "train": {**spec["base"]["train"], "threads": 2, "progress": True,
+                                                        "eval_batch_size": 7}}}
+    (same,) = expand_sweep(perf, tmp_path)
+    assert same.run_key == run.run_key

@@ -32,15 +32,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ratios", type=_floats, default=None, help="only these ratios of the grid, e.g. 0.01")
     p.add_argument("--seeds", type=_ints, default=None, help="only these seeds of the grid, e.g. 0,1")
     p.add_argument("--methods", default=None, help="only these methods of the grid, e.g. lff,disent")
+    p.add_argument("--records", default=None, metavar="DIR",
+                   help="run records folder: skip cells recorded there (same run key), export a record per finished run")
+    p.add_argument("--data-dir", default=None, help="raw data directory for every run (else $DEBIASKIT_DATA)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their directories, train nothing")
     p.set_defaults(func=run_sweep_cmd)
 
-    c = sub.add_parser("collect", help="aggregate result.json files into mean ± std tables",
-                       description="Aggregate every result.json under DIR into mean ± std over seeds, per "
-                                   "(dataset, ratio, method) and selection rule.")
-    c.add_argument("dir", help="a sweep directory (or any directory holding run directories)")
+    c = sub.add_parser("collect", help="aggregate finished runs (run directories or records) into mean ± std tables",
+                       description="Aggregate every finished run under PATH (run directories with result.json and "
+                                   "metrics.jsonl, and run record files) into mean ± std over seeds, per "
+                                   "(dataset, ratio, method) and selection rule. Any registered rule can be "
+                                   "applied after training.")
+    c.add_argument("dir", nargs="+", help="sweep directories, records folders, run directories or record files")
+    c.add_argument("--selection", default=None, metavar="RULE[,RULE...]",
+                   help="selection rules to apply (default: those the runs were trained with); "
+                        "see `debiaskit methods rules`")
     c.add_argument("--format", choices=("md", "csv", "json"), default="md")
-    c.add_argument("--metric", default="unbiased_accuracy", help="test metric to aggregate (default unbiased_accuracy)")
+    c.add_argument("--metric", default="unbiased_accuracy", help="metric to aggregate (default unbiased_accuracy)")
+    c.add_argument("--split", default="test", help="split the metric is read on (default test)")
+    c.add_argument("--weights", default="raw", help="raw (default) or ema: evaluate the averaged weights' rows")
     c.add_argument("--output", default=None, help="write to this file instead of stdout")
     c.set_defaults(func=run_collect_cmd)
 
@@ -54,10 +64,12 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise DebiaskitError(f"--jobs must be >= 1, got {args.jobs}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    runs = expand_sweep(spec, out, ratios=args.ratios, seeds=args.seeds, methods=methods)
+    runs = expand_sweep(spec, out, ratios=args.ratios, seeds=args.seeds, methods=methods, records=args.records,
+                        data_dir=args.data_dir)
     if args.dry_run:
         for r in runs:
-            print(f"{'done   ' if r.done else 'pending'} {r.run_dir}")
+            where = " (recorded)" if r.records_dir is not None and r.record is not None else ""
+            print(f"{'done   ' if r.done else 'pending'} {r.run_dir}{where}")
         return 0
     manifest = run_sweep(runs, out, jobs=args.jobs, threads=args.threads)
     print(f"sweep directory: {out}")
@@ -68,7 +80,8 @@ def run_collect_cmd(args: argparse.Namespace) -> int:
     from debiaskit.experiments.collect import collect, format_table
     from debiaskit.io import write_text
 
-    table = collect(args.dir, metric=args.metric)
+    selection = [s.strip() for s in args.selection.split(",") if s.strip()] if args.selection else None
+    table = collect(args.dir, selection=selection, metric=args.metric, split=args.split, weights=args.weights)
     text = format_table(table, fmt=args.format)
     if args.output:
         write_text(args.output, text)

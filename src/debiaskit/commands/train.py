@@ -15,12 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset name (debiaskit datasets list)")
     p.add_argument("--ratio", type=float, help="bias-conflicting ratio of the training set, in (0, 1)")
     p.add_argument("--data-dir", help="directory with the raw data (else $DEBIASKIT_DATA)")
-    p.add_argument("--method", help="method name (default vanilla)")
+    p.add_argument("--method", help="method name (default vanilla); see `debiaskit methods list`")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--steps", type=int, help="number of optimisation steps")
     p.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
     p.add_argument("--augment", metavar="DIR", help="augmentation directory from `debiaskit augment` (method latent_aug)")
-    p.add_argument("--select", help="comma-separated model-selection rules (e.g. last,best_val_accuracy,oracle_test)")
+    p.add_argument("--select", help="comma-separated model-selection rules whose weights are kept (e.g. "
+                   "last,best_val_accuracy,oracle_test); any rule can still be applied later with `debiaskit collect`")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: auto, see docs/concepts.md)")
+    p.add_argument("--records", metavar="DIR", help="also export the finished run's record to DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set hparams.lr=0.01 --set dataset.severity=3")
     p.add_argument("--out", required=True, help="run directory (created; an interrupted run there is resumed)")
@@ -55,6 +58,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raw.setdefault("hparams", {})["augment"] = args.augment
     if args.select:
         raw.setdefault("train", {})["selection"] = [s.strip() for s in args.select.split(",") if s.strip()]
+    if getattr(args, "threads", None) is not None:
+        raw.setdefault("train", {})["threads"] = args.threads
     if getattr(args, "no_progress", False):
         raw.setdefault("train", {})["progress"] = False
     raw = apply_overrides(raw, args.set)
@@ -71,5 +76,9 @@ def run(args: argparse.Namespace) -> int:
     elif res.resumed_from:
         print(f"resumed from step {res.resumed_from}")
     print(format_run_summary(res.result))
+    if args.records:
+        from debiaskit.experiments.records import export_record
+
+        print(f"record: {export_record(args.out, args.records)}")
     print(f"run directory: {args.out}")
     return 0

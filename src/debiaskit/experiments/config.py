@@ -6,7 +6,8 @@ A resolved config is a plain dict (written verbatim to ``config.yaml`` in the ru
     device: auto                 # auto | cpu | cuda[:N]
     dataset: {name: colored_mnist, ratio: 0.01, ...}   # builder options, validated by signature
     method: vanilla
-    hparams: {model: mlp_lff, lr: 0.001, steps: 23500, ...}  # default_hparams(method, dataset) + overrides
+    hparams_seed: 0              # 0 = the registry defaults; k > 0 = the k-th random-search draw
+    hparams: {model: mlp_lff, lr: 0.001, steps: 23500, ...}  # resolve_hparams(method, dataset, ratio) + overrides
     train: {eval_every: 500, checkpoint_every: 1000, selection: [last, best_val_accuracy], ...}
 
 Unknown keys anywhere are errors (a typo must never be silently ignored).
@@ -22,7 +23,7 @@ import yaml
 
 from debiaskit.errors import DebiaskitError
 
-TOP_LEVEL = ("seed", "device", "dataset", "method", "hparams", "train")
+TOP_LEVEL = ("seed", "hparams_seed", "device", "dataset", "method", "hparams", "train")
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_every": 500,
@@ -35,7 +36,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "data_on_device": True,  # keep uint8 images on the accelerator when there is one
     "amp": "none",  # none | bf16: autocast the update and evaluation in bfloat16 (CPU or GPU)
     "channels_last": False,  # NHWC memory format for conv models
-    "progress": True,
+    "progress": True,  # progress bar on a terminal, else a plain line every log_every seconds
+    "log_every": 30,  # seconds between plain progress lines when stderr is not a terminal
+    "threads": "auto",  # intra-op threads: auto (see debiaskit.threads) or a positive integer
+    "nan_policy": "error",  # a non-finite training loss stops the run with an error naming the steps
+    "weight_average": "none",  # none | ema: also evaluate an EMA of the weights (rows with weights: ema)
+    "weight_average_decay": 0.999,
+    "weight_average_start": 0,  # EMA starts after this step (before: a copy of the weights)
 }
 
 
@@ -92,7 +99,8 @@ def _check_keys(section: str, given: dict[str, Any], valid: Any) -> None:
 def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and validate; returns the full config (see module docstring)."""
     from debiaskit.data.registry import dataset_options
-    from debiaskit.methods.registry import default_hparams, get_method
+    from debiaskit.experiments.hparams import resolve_hparams
+    from debiaskit.methods.registry import get_method
 
     if not isinstance(user, dict):
         raise DebiaskitError("a run config must be a mapping")
@@ -111,12 +119,12 @@ def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(method, str):
         raise DebiaskitError("method must be a name, e.g. vanilla")
     get_method(method)  # raises on unknown method
-    hp_defaults = default_hparams(method, dataset["name"])
     hp_user = user.get("hparams") or {}
     if not isinstance(hp_user, dict):
         raise DebiaskitError("hparams must be a mapping")
-    _check_keys(f"hparam ({method} on {dataset['name']})", hp_user, hp_defaults)
-    hparams = {**hp_defaults, **hp_user}
+    hparams_seed = user.get("hparams_seed", 0)
+    hparams = resolve_hparams(method, dataset["name"], ratio=dataset.get("ratio"), hparams_seed=hparams_seed,
+                              user=hp_user)
 
     train_user = user.get("train") or {}
     if not isinstance(train_user, dict):
@@ -129,6 +137,7 @@ def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
         raise DebiaskitError(f"seed must be a non-negative integer, got {seed!r}")
     cfg = {
         "seed": seed,
+        "hparams_seed": hparams_seed,
         "device": str(user.get("device", "auto")),
         "dataset": dataset,
         "method": method,
@@ -153,6 +162,22 @@ def _validate_numbers(cfg: dict[str, Any]) -> None:
     _positive_int("train.eval_batch_size", tr["eval_batch_size"])
     if tr["amp"] not in ("none", "bf16"):
         raise DebiaskitError(f"train.amp must be none or bf16, got {tr['amp']!r}")
+    if tr["nan_policy"] not in ("error",):
+        raise DebiaskitError(f"train.nan_policy must be error, got {tr['nan_policy']!r}")
+    if tr["weight_average"] not in ("none", "ema"):
+        raise DebiaskitError(f"train.weight_average must be none or ema, got {tr['weight_average']!r}")
+    d = tr["weight_average_decay"]
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+        raise DebiaskitError(f"train.weight_average_decay must be a number in [0, 1), got {d!r}")
+    w = tr["weight_average_start"]
+    if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+        raise DebiaskitError(f"train.weight_average_start must be a non-negative integer, got {w!r}")
+    t = tr["threads"]
+    if t != "auto" and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+        raise DebiaskitError(f"train.threads must be auto or a positive integer, got {t!r}")
+    lg = tr["log_every"]
+    if isinstance(lg, bool) or not isinstance(lg, (int, float)) or not lg > 0 or lg != lg or lg == float("inf"):
+        raise DebiaskitError(f"train.log_every must be a positive number of seconds, got {lg!r}")
     for k in ("lr",):
         if not isinstance(hp[k], (int, float)) or isinstance(hp[k], bool) or not hp[k] > 0:
             raise DebiaskitError(f"{k} must be a positive number, got {hp[k]!r}")

@@ -11,23 +11,25 @@ A sweep file (YAML)::
       lff: {}
       disent: {}
     seeds: [0, 1, 2]
+    n_hparams: 1                      # optional: 1 = the registry defaults only; K > 1 adds K - 1 random draws
     base:                             # optional: a run config merged under every run (hparams/train/device)
       train: {selection: [last, best_val_accuracy, oracle_test]}
 
-Every grid cell becomes one resolved run config (:func:`debiaskit.experiments.config.resolve_config`). Its run
-directory is ``<out>/runs/<method>-<dataset>[-r<ratio>]-s<seed>-<hash>``, where ``hash`` is the first 12 hex
-digits of the SHA-256 of the resolved config (progress display excluded) — the same config always maps to
-the same directory, and a changed hparam gives a new one. Re-running a sweep skips runs whose
-``result.json`` exists and resumes interrupted ones from their checkpoint.
+Every grid cell becomes one resolved run config (:func:`debiaskit.experiments.config.resolve_config`), with
+its hyper-parameters from the one registry (:func:`debiaskit.experiments.hparams.resolve_hparams`, per-ratio
+official values included) — exactly what ``debiaskit train`` resolves for the same cell. Its run directory is
+``<out>/runs/<run name>`` (:func:`debiaskit.runkey.run_name`, ending in the run key). Re-running a
+sweep skips runs whose ``result.json`` exists — or, with ``records``, whose record exists with the same run
+key — and resumes interrupted ones from their checkpoint.
 
-``disent`` gets the official ratio-specific settings (:func:`debiaskit.methods.disent.ratio_overrides`,
-e.g. Corrupted CIFAR-10 0.5 %: lr 5e-4, λ 1) unless the sweep sets those keys itself.
+With ``n_hparams: K`` each (dataset, ratio, method) cell gets settings ``hparams_seed = 0 .. K-1``: 0 is the
+registry default, the others are random draws from the method's search space (DomainBed style), identical on
+every machine; ``debiaskit collect`` then selects among them per rule (sweep-level selection).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import multiprocessing as mp
 import os
@@ -39,11 +41,14 @@ from typing import Any
 
 from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.config import load_config_file, resolve_config
-from debiaskit.io import to_json, write_json
+from debiaskit.experiments.hparams import same_ratio
+from debiaskit.experiments.records import export_record, find_record
+from debiaskit.runkey import run_key, run_name
+from debiaskit.io import write_json
 
 log = logging.getLogger(__name__)
 
-SWEEP_KEYS = ("name", "datasets", "ratios", "methods", "seeds", "base")
+SWEEP_KEYS = ("name", "datasets", "ratios", "methods", "seeds", "n_hparams", "base")
 
 
 @dataclass(frozen=True)
@@ -53,16 +58,19 @@ class SweepRun:
     key: str
     config: dict[str, Any]
     run_dir: Path
+    records_dir: Path | None = None
+
+    @property
+    def run_key(self) -> str:
+        return run_key(self.config)
+
+    @property
+    def record(self) -> Path | None:
+        return find_record(self.records_dir, self.run_key) if self.records_dir is not None else None
 
     @property
     def done(self) -> bool:
-        return (self.run_dir / "result.json").exists()
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    """First 12 hex digits of the SHA-256 of the resolved config (``train.progress`` excluded)."""
-    c = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "progress"}}
-    return hashlib.sha256(to_json(c, indent=None).encode()).hexdigest()[:12]
+        return (self.run_dir / "result.json").exists() or self.record is not None
 
 
 def _as_mapping(value: Any, what: str) -> dict[str, dict[str, Any]]:
@@ -92,17 +100,9 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _method_ratio_defaults(method: str, dataset: str, ratio: float | None) -> dict[str, Any]:
-    if method == "disent":
-        from debiaskit.methods.disent import ratio_overrides
-
-        return ratio_overrides(dataset, ratio)
-    return {}
-
-
 def expand_sweep(
     spec: dict[str, Any], out: str | Path, *, ratios: list[float] | None = None, seeds: list[int] | None = None,
-    methods: list[str] | None = None,
+    methods: list[str] | None = None, records: str | Path | None = None, data_dir: str | None = None,
 ) -> list[SweepRun]:
     """Resolve every grid cell of a sweep spec (optionally restricted to some ratios/seeds/methods)."""
     if not isinstance(spec, dict):
@@ -122,6 +122,16 @@ def expand_sweep(
     grid_ratios = spec.get("ratios")
     if grid_ratios is not None and (not isinstance(grid_ratios, list) or not grid_ratios):
         raise DebiaskitError("sweep ratios must be a non-empty list")
+    if grid_ratios is not None:
+        from debiaskit.experiments.config import parse_value
+
+        grid_ratios = [parse_value(r) if isinstance(r, str) else r for r in grid_ratios]
+        bad = [r for r in grid_ratios if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1]
+        if bad:
+            raise DebiaskitError(f"sweep ratios must be numbers in (0, 1), got {bad}")
+    n_hparams = spec.get("n_hparams", 1)
+    if isinstance(n_hparams, bool) or not isinstance(n_hparams, int) or n_hparams < 1:
+        raise DebiaskitError(f"sweep n_hparams must be a positive integer, got {n_hparams!r}")
     grid_seeds = spec.get("seeds", [0])
     if not isinstance(grid_seeds, list) or not grid_seeds or not all(isinstance(s, int) and s >= 0 for s in grid_seeds):
         raise DebiaskitError("sweep seeds must be a non-empty list of non-negative integers")
@@ -148,107 +158,55 @@ def expand_sweep(
         meths = {m: meths[m] for m in meths if m in methods}
 
     out = Path(out)
+    records_dir = Path(records) if records is not None else None
     runs: list[SweepRun] = []
     for ds_name, ds_opts in datasets.items():
         for ratio in use_ratios if use_ratios is not None else [None]:
             for m, mopts in meths.items():
-                for seed in use_seeds:
-                    user = _merge(base, {"dataset": {"name": ds_name, **ds_opts}, "method": m, "seed": seed})
-                    if ratio is not None:
-                        user["dataset"]["ratio"] = ratio
-                    auto = _method_ratio_defaults(m, ds_name, ratio)
-                    given = {**(base.get("hparams") or {}), **(mopts.get("hparams") or {})}
-                    user = _merge(user, {"hparams": {k: v for k, v in auto.items() if k not in given}})
-                    user = _merge(user, {k: v for k, v in mopts.items()})
-                    user.setdefault("train", {})["progress"] = False
-                    cfg = resolve_config(user)
-                    tag = f"{m}-{ds_name}" + (f"-r{ratio:g}" if ratio is not None else "") + f"-s{seed}"
-                    run_dir = out / "runs" / f"{tag}-{config_hash(cfg)}"
-                    if not run_dir.exists():
-                        run_dir = _compatible_dir(out / "runs", tag, cfg) or run_dir
-                    runs.append(SweepRun(tag, cfg, run_dir))
+                for h in range(n_hparams):
+                    for seed in use_seeds:
+                        user = _merge(base, {"dataset": {"name": ds_name, **ds_opts}, "method": m, "seed": seed,
+                                             "hparams_seed": h})
+                        if ratio is not None:
+                            user["dataset"]["ratio"] = ratio
+                        if data_dir is not None:
+                            user["dataset"]["data_dir"] = data_dir
+                        user = _merge(user, {k: v for k, v in mopts.items()})
+                        user.setdefault("train", {}).setdefault("progress", False)
+                        cfg = resolve_config(user)
+                        name = run_name(cfg)
+                        runs.append(SweepRun(name.rsplit("-", 1)[0], cfg, out / "runs" / name, records_dir))
     keys = [r.run_dir for r in runs]
     if len(set(keys)) != len(keys):
         raise DebiaskitError("the sweep grid has duplicate cells")
     return runs
 
 
-def _missing_paths(old: dict[str, Any], new: dict[str, Any], prefix: tuple = ()) -> list[tuple] | None:
-    """Key paths of ``new`` absent from ``old``; ``None`` when a key present in both differs."""
-    missing: list[tuple] = []
-    for k, v in new.items():
-        if k not in old:
-            missing.append((*prefix, k))
-        elif isinstance(v, dict) and isinstance(old[k], dict):
-            sub = _missing_paths(old[k], v, (*prefix, k))
-            if sub is None:
-                return None
-            missing += sub
-        elif to_json(old[k], indent=None) != to_json(v, indent=None):
-            return None
-    if set(old) - set(new):
-        return None
-    return missing
-
-
-def _get(d: dict[str, Any], path: tuple) -> Any:
-    for k in path:
-        d = d[k]
-    return d
-
-
-def _compatible_dir(runs_root: Path, tag: str, cfg: dict[str, Any]) -> Path | None:
-    """A run directory of ``tag`` written by an older debiaskit whose config lacks only keys added later.
-
-    Accepted only when every key missing from the stored config has its *default* value in ``cfg`` (so the
-    old run did what the new config asks); the directory is then reused instead of starting over.
-    """
-    import yaml
-
-    if not runs_root.is_dir():
-        return None
-    comparable = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "progress"}}
-    defaults = None
-    for cand in sorted(runs_root.glob(f"{tag}-*")):
-        if not (cand / "config.yaml").is_file() or cand.name.rsplit("-", 1)[0] != tag:
-            continue
-        old = yaml.safe_load((cand / "config.yaml").read_text()) or {}
-        old = {**old, "train": {k: v for k, v in (old.get("train") or {}).items() if k != "progress"}}
-        missing = _missing_paths(old, comparable)
-        if not missing:
-            continue  # None: a real difference; []: identical (would have had the same hash)
-        if defaults is None:
-            defaults = resolve_config({"dataset": {"name": cfg["dataset"]["name"]}, "method": cfg["method"]})
-        try:
-            if all(to_json(_get(comparable, p), indent=None) == to_json(_get(defaults, p), indent=None) for p in missing):
-                return cand
-        except KeyError:
-            continue
-    return None
-
-
 def _same(a: Any, b: Any) -> bool:
-    try:
-        return abs(float(a) - float(b)) < 1e-12
-    except (TypeError, ValueError):
-        return a == b
+    return same_ratio(a, b) if not isinstance(a, str) else a == b
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
     return load_config_file(path)
 
 
-def _run_one(cfg: dict[str, Any], run_dir: str, threads: int) -> tuple[str, str | None, float]:
-    """Worker: train one run; returns (run_dir, error or None, seconds)."""
-    import torch
+def run_one(cfg: dict[str, Any], run_dir: str, *, jobs: int = 1, threads: int | None = None,
+            records_dir: str | None = None) -> tuple[str, str | None, float]:
+    """Train one sweep cell (in a worker process or task); returns (run_dir, error or None, seconds).
 
-    torch.set_num_threads(max(1, threads))
+    Sweeps never fall back to a toy-sized data source (``DEBIASKIT_STRICT_DATA=1``). With ``records_dir`` the
+    finished run's record is exported there.
+    """
+    os.environ["DEBIASKIT_STRICT_DATA"] = "1"
+    if threads is not None:
+        cfg = {**cfg, "train": {**cfg["train"], "threads": int(threads)}}
     from debiaskit.train.trainer import run_training
 
     t0 = time.perf_counter()
     try:
-        _upgrade_config_file(cfg, Path(run_dir))
-        run_training(cfg, run_dir)
+        run_training(cfg, run_dir, jobs=jobs)
+        if records_dir is not None:
+            export_record(run_dir, records_dir)
     except DebiaskitError as e:
         return run_dir, str(e), time.perf_counter() - t0
     except Exception:  # a failing run must not stop the other cells of the grid
@@ -261,25 +219,29 @@ def run_sweep(runs: list[SweepRun], out: str | Path, *, jobs: int = 1, threads: 
     """Run the pending cells (``jobs`` processes in parallel); returns and writes ``<out>/sweep.json``."""
     if jobs < 1:
         raise DebiaskitError(f"--jobs must be >= 1, got {jobs}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise DebiaskitError(f"--threads must be a positive integer, got {threads!r}")
     out = Path(out)
-    if threads is None:
-        env = os.environ.get("DEBIASKIT_NUM_THREADS")
-        threads = int(env) if env else max(1, (os.cpu_count() or 1) // jobs)
+    # a finished run directory whose record is missing: export it (no training needed)
+    for r in runs:
+        if r.records_dir is not None and (r.run_dir / "result.json").exists() and r.record is None:
+            export_record(r.run_dir, r.records_dir)
     pending = [r for r in runs if not r.done]
     echo(f"{len(runs)} runs, {len(runs) - len(pending)} already finished, {len(pending)} to run ({jobs} job(s))")
-    manifest = {"runs": [{"key": r.key, "run_dir": str(r.run_dir), "config_hash": r.run_dir.name.rsplit('-', 1)[1]}
-                         for r in runs]}
+    manifest: dict[str, Any] = {"runs": [{"key": r.key, "run_dir": str(r.run_dir), "run_key": r.run_key} for r in runs]}
     status: dict[str, dict[str, Any]] = {str(r.run_dir): {"status": "done (skipped)"} for r in runs if r.done}
     if pending:
         out.mkdir(parents=True, exist_ok=True)
+    rec = lambda r: str(r.records_dir) if r.records_dir is not None else None  # noqa: E731
+    progress = _Progress(len(pending), echo)
     if jobs == 1 or len(pending) <= 1:
-        results = (_run_one(r.config, str(r.run_dir), threads) for r in pending)
-        _drain(results, status, echo)
+        results = (run_one(r.config, str(r.run_dir), jobs=1, threads=threads, records_dir=rec(r)) for r in pending)
+        _drain(results, status, progress)
     else:
         ctx = mp.get_context("spawn")
         with ctx.Pool(processes=min(jobs, len(pending)), maxtasksperchild=1) as pool:
-            it = pool.imap_unordered(_star_run_one, [(r.config, str(r.run_dir), threads) for r in pending])
-            _drain(it, status, echo)
+            it = pool.imap_unordered(_star_run_one, [(r.config, str(r.run_dir), jobs, threads, rec(r)) for r in pending])
+            _drain(it, status, progress)
     for entry in manifest["runs"]:
         entry.update(status.get(entry["run_dir"], {"status": "pending"}))
     failed = [e for e in manifest["runs"] if e["status"] == "failed"]
@@ -289,28 +251,37 @@ def run_sweep(runs: list[SweepRun], out: str | Path, *, jobs: int = 1, threads: 
     return manifest
 
 
-def _upgrade_config_file(cfg: dict[str, Any], run_dir: Path) -> None:
-    """Rewrite an older run's config.yaml with the keys added since (at their defaults) before resuming it."""
-    f = run_dir / "config.yaml"
-    if not f.is_file() or run_dir.name.endswith(config_hash(cfg)):
-        return
-    if _compatible_dir(run_dir.parent, run_dir.name.rsplit("-", 1)[0], cfg) == run_dir:
-        from debiaskit.io import write_yaml
-        from debiaskit.train.trainer import _comparable
-
-        write_yaml(f, _comparable(cfg))
+def _star_run_one(args: tuple[dict[str, Any], str, int, int | None, str | None]) -> tuple[str, str | None, float]:
+    cfg, run_dir, jobs, threads, records_dir = args
+    return run_one(cfg, run_dir, jobs=jobs, threads=threads, records_dir=records_dir)
 
 
-def _star_run_one(args: tuple[dict[str, Any], str, int]) -> tuple[str, str | None, float]:
-    return _run_one(*args)
+class _Progress:
+    """One aggregate line per finished run: done / failed / left, ETA from the mean run time so far."""
+
+    def __init__(self, total: int, echo: Any) -> None:
+        self.total, self.echo = total, echo
+        self.done = self.failed = 0
+        self.t0 = time.perf_counter()
+
+    def finished(self, name: str, err: str | None, secs: float) -> None:
+        if err is None:
+            self.done += 1
+        else:
+            self.failed += 1
+        n = self.done + self.failed
+        left = self.total - n
+        rate = (time.perf_counter() - self.t0) / n if n else float("nan")
+        eta = f", ETA {rate * left / 60:.0f} min" if left else ""
+        head = f"done   {name} ({secs:.0f} s)" if err is None else f"FAILED {name}: {err.strip().splitlines()[-1]}"
+        self.echo(f"{head}  [{self.done} done, {self.failed} failed, {left} left{eta}]")
 
 
-def _drain(results: Any, status: dict[str, dict[str, Any]], echo: Any) -> None:
+def _drain(results: Any, status: dict[str, dict[str, Any]], progress: _Progress) -> None:
     for run_dir, err, secs in results:
         name = Path(run_dir).name
         if err is None:
             status[run_dir] = {"status": "done", "seconds": round(secs, 1)}
-            echo(f"done   {name} ({secs:.0f} s)")
         else:
             status[run_dir] = {"status": "failed", "error": err.strip().splitlines()[-1]}
-            echo(f"FAILED {name}: {err.strip().splitlines()[-1]}")
+        progress.finished(name, err, secs)

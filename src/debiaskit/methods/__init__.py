@@ -4,14 +4,19 @@ See :class:`debiaskit.methods.base.Method` for the contract every method impleme
 """
 
 from debiaskit.methods.base import Batch, Method, TrainContext
-from debiaskit.methods.registry import METHODS, default_hparams, get_method, list_methods, register_method
+from debiaskit.methods.registry import METHODS, get_method, list_methods, register_method
+from debiaskit.methods.space import Choice, Distribution, IntLogUniform, LogUniform, Uniform
 
 __all__ = [
     "Batch",
+    "Choice",
+    "Distribution",
+    "IntLogUniform",
+    "LogUniform",
+    "Uniform",
     "METHODS",
     "Method",
     "TrainContext",
-    "default_hparams",
     "get_method",
     "list_methods",
     "register_method",

@@ -43,6 +43,7 @@ from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.bias_supervised import ProtectedBalancedSampler, require_protected
 from debiaskit.methods.grl import check_lambda, grad_reverse
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.space import LogUniform
 from debiaskit.models.taps import POOLS, FeatureTap
 
 __all__ = ["Adversarial", "AdversaryMLP", "BalancedBatchesMixin", "lambda_at", "task_class_weights", "weighted_task_loss"]
@@ -183,18 +184,18 @@ class Adversarial(BalancedBatchesMixin, Method):
     labels_consumed = ("target", "bias")
     evaluated_model = "the task network (the adversary is discarded)"
 
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        return {
-            **_common_adv_hparams(),
-            "tap": "features",
-            "tap_pool": "flatten",
-            "adv_hidden": 300,
-            "adv_layers": 3,
-            "adv_warmup_steps": 0,
-            "lambda_schedule": "constant",
-            "lambda_ramp_steps": 0,
-        }
+    paper = "Wang et al., Balanced Datasets Are Not Enough, ICCV 2019 (adversarial removal, Sec. 5)"
+    default_hparams = {
+        **_common_adv_hparams(),
+        "tap": "features",
+        "tap_pool": "flatten",
+        "adv_hidden": 300,
+        "adv_layers": 3,
+        "adv_warmup_steps": 0,
+        "lambda_schedule": "constant",
+        "lambda_ramp_steps": 0,
+    }
+    search_space = {"adv_lambda": LogUniform(0.1, 10.0)}
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
         super().__init__(ctx, hparams)

@@ -50,6 +50,7 @@ from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.bias_supervised import require_protected
 from debiaskit.methods.grl import check_lambda, grad_reverse
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.space import LogUniform
 from debiaskit.models import create_model
 from debiaskit.models.unet import MaskUNet
 
@@ -98,28 +99,28 @@ class AdversarialImage(BalancedBatchesMixin, Method):
     labels_consumed = ("target", "bias")
     evaluated_model = "the task network on U-Net-masked images"
 
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        return {
-            "adv_lambda": 5.0,
-            "l1_beta": 0.1,
-            "adv_model": None,
-            "adv_model_kwargs": {},
-            "unet_ngf": 16,
-            "unet_depth": 3,
-            "mask_init_bias": 3.0,
-            "mask_lr": None,
-            "pretrain_fraction": 0.3,
-            "mask_fraction": 0.3,
-            "balanced_batches": True,
-            "loader_factor": 2.5,
-            "balance_redraws": 3,
-            "class_weights": "auto",
-            "early_stop_patience": 0,
-            "early_stop_metric": None,
-            "grid_every": 0,
-            "grid_n": 8,
-        }
+    paper = "Wang et al., Balanced Datasets Are Not Enough, ICCV 2019 (adversarial image mask, Sec. 5)"
+    search_space = {"adv_lambda": LogUniform(0.5, 20.0), "l1_beta": LogUniform(0.01, 1.0)}
+    default_hparams = {
+        "adv_lambda": 5.0,
+        "l1_beta": 0.1,
+        "adv_model": None,
+        "adv_model_kwargs": {},
+        "unet_ngf": 16,
+        "unet_depth": 3,
+        "mask_init_bias": 3.0,
+        "mask_lr": None,
+        "pretrain_fraction": 0.3,
+        "mask_fraction": 0.3,
+        "balanced_batches": True,
+        "loader_factor": 2.5,
+        "balance_redraws": 3,
+        "class_weights": "auto",
+        "early_stop_patience": 0,
+        "early_stop_metric": None,
+        "grid_every": 0,
+        "grid_n": 8,
+    }
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
         super().__init__(ctx, hparams)

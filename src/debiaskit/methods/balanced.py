@@ -62,9 +62,8 @@ class BalancedSplitMethod(Vanilla):
     labels_consumed = ("target", "bias")
     evaluated_model = "the single network (trained on the α-balanced subset)"
 
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        return {"balance_alpha": 1.0, "balance_seed": 0}
+    paper = "Wang et al., Balanced Datasets Are Not Enough, ICCV 2019 (alpha-balanced splits, Sec. 3)"
+    default_hparams = {"balance_alpha": 1.0, "balance_seed": 0}
 
     @classmethod
     def prepare_splits(cls, splits: DatasetSplits, hparams: dict[str, Any]) -> DatasetSplits:

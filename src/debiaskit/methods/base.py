@@ -6,8 +6,10 @@ A method owns its networks and optimisers and turns one mini-batch into one upda
         name = "my_method"
         labels_consumed = ("target",)          # or ("target", "bias") when it reads bias labels
 
-        @classmethod
-        def method_hparams(cls, dataset: str) -> dict: ...   # method-specific defaults (validated keys)
+        default_hparams = {"my_lambda": 1.0}  # method-specific hyper-parameters and defaults
+        dataset_hparams = {"colored_mnist": {"lr": 0.01}}       # published per-dataset values (optional)
+        ratio_hparams = {("corrupted_cifar10", 0.005): {...}}   # per conflicting ratio (optional)
+        search_space = {"my_lambda": LogUniform(0.1, 10)}        # random-search ranges (optional)
 
         def __init__(self, ctx: TrainContext, hparams: dict): ...
         def update(self, batch: Batch, step: int) -> dict[str, float]: ...  # one optimisation step
@@ -16,6 +18,10 @@ A method owns its networks and optimisers and turns one mini-batch into one upda
 Optional hooks: ``prepare_splits`` (change the training data, e.g. a balanced subset or an augmented set),
 ``sample_indices`` (custom batch sampling, e.g. group-balanced batches), ``on_step_end`` (schedulers),
 ``on_eval`` (after each evaluation: write inspection artefacts into ``run_dir``, or return True to stop early).
+
+Hyper-parameters are resolved in one place, :func:`debiaskit.experiments.hparams.resolve_hparams`
+(common defaults ← per-dataset defaults ← the method's ``default_hparams`` ← its ``dataset_hparams[dataset]``
+← its ``ratio_hparams[(dataset, ratio)]`` ← the user's values); a key outside that set is an error.
 
 Everything a method must checkpoint is either a registered sub-module / buffer of the method (it is an
 ``nn.Module``, so ``state_dict()`` covers it), an optimiser in ``self.optimizers`` or a scheduler in
@@ -33,6 +39,7 @@ import torch.nn as nn
 
 from debiaskit.data.base import DatasetSplits
 from debiaskit.errors import DebiaskitError
+from debiaskit.methods.space import Distribution
 from debiaskit.models import create_model
 
 
@@ -81,11 +88,17 @@ class Method(nn.Module):
         #: the run directory, set by the trainer before training (None outside a run)
         self.run_dir: Path | None = None
 
-    # -- hyper-parameters -----------------------------------------------------------------------
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        """Method-specific hyper-parameters and their defaults for ``dataset`` (override)."""
-        return {}
+    # -- hyper-parameters (declarative; resolved by debiaskit.experiments.hparams) ----------------
+    #: method-specific hyper-parameters and their defaults
+    default_hparams: ClassVar[dict[str, Any]] = {}
+    #: published per-dataset values (any key, common or method-specific)
+    dataset_hparams: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: published values that depend on the bias-conflicting ratio: ``{(dataset, ratio): {...}}``
+    ratio_hparams: ClassVar[dict[tuple[str, float], dict[str, Any]]] = {}
+    #: random-search ranges for ``n_hparams`` sweeps: ``{name: Distribution}``
+    search_space: ClassVar[dict[str, Distribution]] = {}
+    #: the paper the method comes from (shown by ``debiaskit methods list``)
+    paper: ClassVar[str] = ""
 
     # -- data hooks -----------------------------------------------------------------------------
     @classmethod

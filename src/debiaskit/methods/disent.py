@@ -28,11 +28,10 @@ update ``step > curr_step``; with curr 10k the lr is lr0 for updates 1-20 000, t
 
 Test time (§3.3): ``C_i([E_i(x) ; E_b(x)])`` — both encoders are needed.
 
-Per-dataset defaults come from the official scripts (§5.2). The CIFAR10C defaults depend on the conflicting
-ratio, which a dataset *name* does not carry: :meth:`DisEnt.method_hparams` returns the 1 %/2 % values and
-:func:`ratio_overrides` returns the official values for a given ``(dataset, ratio)`` (0.5 %: lr 5e-4, λ 1; 5 %:
-λ 1); the benchmark/sweep configs apply them (``debiaskit sweep`` does so automatically for ``disent`` unless
-the user overrides those keys).
+Per-dataset defaults come from the authors' released scripts (``dataset_hparams``); on Corrupted CIFAR-10 the
+learning rate and λ also depend on the conflicting ratio (``ratio_hparams``: 0.5 %: lr 5e-4, λ 1; 1 %, 2 %:
+1e-3, λ 5; 5 %: 1e-3, λ 1). Every entry point resolves them through
+:func:`debiaskit.experiments.hparams.resolve_hparams`, so ``train`` and ``sweep`` agree.
 
 Differences from the official code: the features are taken from ``model.features(x)`` (no forward hook, no
 wasted fc forward); the permutation comes from the run's seeded generator (the official code uses unseeded
@@ -51,8 +50,9 @@ from debiaskit.errors import DebiaskitError
 from debiaskit.losses import DEFAULT_EMA_ALPHA, DEFAULT_Q, RelativeDifficulty, generalized_ce
 from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.space import Choice, LogUniform
 
-_COMMON = {
+_DEFAULTS = {
     "q": DEFAULT_Q,
     "ema_alpha": DEFAULT_EMA_ALPHA,
     "lambda_dis": 1.0,
@@ -65,41 +65,6 @@ _COMMON = {
     "lr_gamma": 0.5,
     "weight_decay": 0.0,
 }
-
-#: official per-dataset settings (spec §5.2; DE ``scripts/*.sh`` and ``learner.py``)
-_PER_DATASET: dict[str, dict[str, Any]] = {
-    "colored_mnist": {"model": "mlp_disent", "lr": 0.01, "batch_size": 256, "lambda_dis": 10.0,
-                      "lambda_swap_b": 10.0, "lambda_swap": 1.0, "lr_gamma": 0.5},
-    "corrupted_cifar10": {"model": "resnet18", "lr": 1e-3, "batch_size": 256, "lambda_dis": 5.0,
-                          "lambda_swap_b": 5.0, "lambda_swap": 1.0, "lr_gamma": 0.5},
-    "bffhq": {"model": "resnet18", "lr": 1e-4, "batch_size": 64, "lambda_dis": 2.0, "lambda_swap_b": 2.0,
-              "lambda_swap": 0.1, "lr_gamma": 0.1},
-}
-
-#: ratio-dependent official settings that the dataset name alone cannot select (spec §5.2)
-_PER_RATIO: dict[tuple[str, float], dict[str, Any]] = {
-    ("corrupted_cifar10", 0.005): {"lr": 5e-4, "lambda_dis": 1.0, "lambda_swap_b": 1.0},
-    ("corrupted_cifar10", 0.01): {"lr": 1e-3, "lambda_dis": 5.0, "lambda_swap_b": 5.0},
-    ("corrupted_cifar10", 0.02): {"lr": 1e-3, "lambda_dis": 5.0, "lambda_swap_b": 5.0},
-    ("corrupted_cifar10", 0.05): {"lr": 1e-3, "lambda_dis": 1.0, "lambda_swap_b": 1.0},
-}
-
-#: the DisEnt paper's *vanilla* baseline (DE scripts): same model as DisEnt, its lr, 50k steps, no LR decay
-VANILLA_BASELINE: dict[str, dict[str, Any]] = {
-    "colored_mnist": {"model": "mlp_disent", "lr": 0.01, "steps": 50000},
-    "corrupted_cifar10": {"model": "resnet18", "lr": 1e-3, "steps": 50000},
-    "bffhq": {"model": "resnet18", "lr": 1e-4, "batch_size": 64, "steps": 50000},
-}
-
-
-def ratio_overrides(dataset: str, ratio: float | None) -> dict[str, Any]:
-    """The official ratio-specific DisEnt hparams for ``(dataset, ratio)`` (empty when none apply)."""
-    if ratio is None:
-        return {}
-    for (ds, r), hp in _PER_RATIO.items():
-        if ds == dataset and abs(float(ratio) - r) < 1e-9:
-            return dict(hp)
-    return {}
 
 
 class _Head(nn.Module):
@@ -119,10 +84,30 @@ class DisEnt(Method):
 
     labels_consumed = ("target",)
     evaluated_model = "the intrinsic head C_i on [E_i(x); E_b(x)] (both encoders)"
-
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        return {**_COMMON, **_PER_DATASET.get(dataset, {})}
+    paper = "Lee et al., Learning Debiased Representation via Disentangled Feature Augmentation, NeurIPS 2021"
+    default_hparams = _DEFAULTS
+    #: the official per-dataset settings (the authors' released training scripts; see docs/methods_lff_disent.md)
+    dataset_hparams = {
+        "colored_mnist": {"model": "mlp_disent", "lr": 0.01, "batch_size": 256, "lambda_dis": 10.0,
+                          "lambda_swap_b": 10.0, "lambda_swap": 1.0, "lr_gamma": 0.5},
+        "corrupted_cifar10": {"model": "resnet18", "lr": 1e-3, "batch_size": 256, "lambda_dis": 5.0,
+                              "lambda_swap_b": 5.0, "lambda_swap": 1.0, "lr_gamma": 0.5},
+        "bffhq": {"model": "resnet18", "lr": 1e-4, "batch_size": 64, "lambda_dis": 2.0, "lambda_swap_b": 2.0,
+                  "lambda_swap": 0.1, "lr_gamma": 0.1},
+    }
+    #: the official settings that change with the conflicting ratio (Corrupted CIFAR-10 scripts)
+    ratio_hparams = {
+        ("corrupted_cifar10", 0.005): {"lr": 5e-4, "lambda_dis": 1.0, "lambda_swap_b": 1.0},
+        ("corrupted_cifar10", 0.01): {"lr": 1e-3, "lambda_dis": 5.0, "lambda_swap_b": 5.0},
+        ("corrupted_cifar10", 0.02): {"lr": 1e-3, "lambda_dis": 5.0, "lambda_swap_b": 5.0},
+        ("corrupted_cifar10", 0.05): {"lr": 1e-3, "lambda_dis": 1.0, "lambda_swap_b": 1.0},
+    }
+    search_space = {
+        "lr": LogUniform(1e-4, 1e-2),
+        "lambda_dis": Choice([1.0, 2.0, 5.0, 10.0]),
+        "lambda_swap_b": Choice([1.0, 2.0, 5.0, 10.0]),
+        "lambda_swap": Choice([0.1, 0.5, 1.0]),
+    }
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
         super().__init__(ctx, hparams)
@@ -223,9 +208,3 @@ class DisEnt(Method):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         self.eval()
         return self.head_i(self.enc_i.features(x), self.enc_b.features(x))
-
-    @torch.no_grad()
-    def predict_bias(self, x: torch.Tensor) -> torch.Tensor:
-        """The bias head ``C_b([E_i(x) ; E_b(x)])`` (diagnostics)."""
-        self.eval()
-        return self.head_b(self.enc_i.features(x), self.enc_b.features(x))

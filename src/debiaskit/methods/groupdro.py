@@ -23,6 +23,7 @@ from debiaskit.errors import DebiaskitError
 from debiaskit.methods.base import Batch, TrainContext
 from debiaskit.methods.bias_supervised import group_ids, num_groups, require_protected
 from debiaskit.methods.registry import register_method
+from debiaskit.methods.space import LogUniform
 from debiaskit.methods.vanilla import Vanilla
 
 __all__ = ["GroupDRO", "groupdro_step"]
@@ -52,9 +53,9 @@ class GroupDRO(Vanilla):
     labels_consumed = ("target", "bias")
     evaluated_model = "the single network"
 
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        return {"dro_eta": 0.01, "dro_adjustment": 0.0}
+    paper = "Sagawa et al., Distributionally Robust Neural Networks, ICLR 2020 (online GroupDRO, Alg. 1)"
+    default_hparams = {"dro_eta": 0.01, "dro_adjustment": 0.0}
+    search_space = {"dro_eta": LogUniform(1e-3, 1e-1)}
 
     def __init__(self, ctx: TrainContext, hparams: dict[str, Any]) -> None:
         require_protected(ctx, self.name)

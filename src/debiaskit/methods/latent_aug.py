@@ -41,9 +41,8 @@ class LatentAug(Vanilla):
     labels_consumed = ("target",)
     evaluated_model = "the single network trained on real + G(z) + G(z') images"
 
-    @classmethod
-    def method_hparams(cls, dataset: str) -> dict[str, Any]:
-        return {"augment": None, "augment_sources": ["real", "gz", "gz_prime"], "max_synthetic": None}
+    paper = "Ramaswamy et al., Fair Attribute Classification through Latent Space De-biasing, CVPR 2021"
+    default_hparams = {"augment": None, "augment_sources": ["real", "gz", "gz_prime"], "max_synthetic": None}
 
     @classmethod
     def prepare_splits(cls, splits: DatasetSplits, hparams: dict[str, Any]) -> DatasetSplits:

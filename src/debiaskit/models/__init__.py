@@ -11,6 +11,6 @@ Methods that need a different head (e.g. DisEnt's head on the concatenation [z_i
 ``model.head``. Inputs are float images ``(B, C, H, W)`` produced by the dataset's batch transform.
 """
 
-from debiaskit.models.registry import MODELS, create_model, list_models, register_model
+from debiaskit.models.registry import MODELS, auto_model_name, create_model, list_models, register_model
 
-__all__ = ["MODELS", "create_model", "list_models", "register_model"]
+__all__ = ["MODELS", "auto_model_name", "create_model", "list_models", "register_model"]

@@ -29,8 +29,26 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.list(pattern)
 
 
+def auto_model_name(in_shape: Sequence[int]) -> str:
+    """The network ``model: auto`` builds for inputs of shape (C, H, W).
+
+    Up to 28 px: ``mlp``; up to 32 px: ``resnet20`` (CIFAR ResNet); up to 64 px: ``cnn64``; larger:
+    ``resnet18``. Never an MLP on 32 px or larger images.
+    """
+    side = max(int(in_shape[-1]), int(in_shape[-2])) if len(in_shape) >= 2 else 1
+    if side <= 28:
+        return "mlp"
+    if side <= 32:
+        return "resnet20"
+    if side <= 64:
+        return "cnn64"
+    return "resnet18"
+
+
 def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwargs: Any) -> nn.Module:
-    """Instantiate model ``name`` for inputs of shape ``in_shape`` = (C, H, W)."""
+    """Instantiate model ``name`` for inputs of shape ``in_shape`` = (C, H, W) (``auto``: see :func:`auto_model_name`)."""
+    if name == "auto":
+        name = auto_model_name(in_shape)
     factory = MODELS.get(name)
     params = inspect.signature(factory).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -41,4 +59,5 @@ def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwar
     for attr in ("feature_dim", "features", "head"):
         if not hasattr(model, attr):  # pragma: no cover - guards registrations
             raise TypeError(f"model {name!r} does not follow the features()/head contract (missing {attr})")
+    model.registry_name = name  # what was built (``auto`` resolved), recorded in result.json
     return model

@@ -34,8 +34,12 @@ def macro_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
     return float(average_precision_score(targets[:, keep], scores[:, keep], average="macro"))
 
 
-def split_metrics(logits: torch.Tensor, dataset: BiasedDataset) -> dict[str, float]:
-    """Metrics of one split from its logits: group accuracies (single-label) or mAP (multi-label)."""
+def split_metrics(logits: torch.Tensor, dataset: BiasedDataset) -> dict[str, Any]:
+    """Metrics of one split from its logits: group accuracies (single-label) or mAP (multi-label), and the loss.
+
+    Single-label splits also carry ``group_count`` / ``group_correct``: ``(num_classes, num_bias)`` integer
+    matrices of samples and correct predictions per (target, bias) cell.
+    """
     y = dataset.targets.cpu()
     if dataset.multilabel:
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.float()).item() if len(y) else math.nan
@@ -46,4 +50,12 @@ def split_metrics(logits: torch.Tensor, dataset: BiasedDataset) -> dict[str, flo
         aligned_cells=dataset.aligned_cells.cpu(),
     )
     out["loss"] = torch.nn.functional.cross_entropy(logits, y).item() if len(y) else math.nan
+    # per-(target, bias) cell counts: what heat maps and group-level post-hoc rules need
+    g = y.long() * dataset.num_bias + dataset.bias.cpu().long()
+    n_cells = dataset.num_classes * dataset.num_bias
+    out["group_count"] = torch.bincount(g, minlength=n_cells).reshape(dataset.num_classes, -1).tolist()
+    out["group_correct"] = (
+        torch.bincount(g, weights=(preds == y).double(), minlength=n_cells).long()
+        .reshape(dataset.num_classes, -1).tolist()
+    )
     return out

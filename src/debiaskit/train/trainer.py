@@ -3,21 +3,26 @@
 ``run_training(config, out_dir)`` trains one method on one dataset build and writes the run directory:
 
 * ``config.yaml`` — the full resolved config;
-* ``metrics.jsonl`` — one line per (evaluation step, split): all metrics, wall time, steps/s, peak memory;
+* ``metrics.jsonl`` — one line per (evaluation step, split[, averaged weights]): every metric of the split
+  (accuracies, worst-group accuracy, loss, per-cell counts), the mean training logs since the previous
+  evaluation, wall time, steps/s, peak memory. Every registered selection rule can be applied to it later;
 * ``checkpoint.pt`` — everything needed to resume (weights, optimisers, schedulers, sampler and RNG state,
-  selection state), written atomically every ``train.checkpoint_every`` steps;
-* ``model_<rule>.pt`` — the method's weights selected by each model-selection rule;
-* ``result.json`` — final and selected metrics, selection rules, seed, data fingerprints, library version,
-  which labels the method consumed, wall time.
+  selection state, the running loss sums), written atomically every ``train.checkpoint_every`` steps;
+* ``model_<rule>.pt`` — the method's weights selected by each rule asked for at train time;
+* ``result.json`` — run key, final and selected metrics, the rules, seed, data fingerprints, library version,
+  which labels the method and each rule consumed, thread choice, wall time.
 
 Batches are drawn on the device from the in-memory uint8 tensors (no DataLoader, no per-image PIL). Re-running
 the same command on an interrupted run directory resumes from the last checkpoint and produces the same final
-weights as an uninterrupted run (on CPU, for a given seed).
+weights **and the same metrics.jsonl** (apart from timing fields) as an uninterrupted run, for a given seed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import platform
 import resource
 import sys
@@ -34,15 +39,30 @@ from debiaskit.data.augment import make_batch_transform
 from debiaskit.data.base import DatasetSplits
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
+from debiaskit.runkey import canonical_config, run_key
 from debiaskit.io import append_jsonl, read_jsonl, to_json, torch_save, write_json, write_text, write_yaml
 from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.registry import get_method
+from debiaskit.threads import apply_threads, choose_threads
+from debiaskit.train.averaging import WeightAverage
 from debiaskit.train.evaluate import predict_logits, split_metrics
 from debiaskit.train.sampler import EpochSampler
 from debiaskit.train.seed import resolve_device, rng_state, seed_everything, set_rng_state
-from debiaskit.train.selection import SELECTION_RULES, SelectionTracker, default_rules, validate_rules
+from debiaskit.train.selection import (
+    ORACLE_LABEL,
+    SelectionTracker,
+    default_rules,
+    get_selection_rule,
+    select,
+    validate_rules,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = ["RunResult", "build_data", "build_method", "prepare_splits", "run_training"]
+
+#: fields of a metrics.jsonl row that measure time or memory (they legitimately differ between two runs)
+TIMING_FIELDS = ("wall_time_s", "steps_per_s", "peak_memory_mb")
 
 
 @dataclass
@@ -53,13 +73,17 @@ class RunResult:
     already_done: bool = False
 
 
-def build_data(cfg: dict[str, Any]) -> DatasetSplits:
-    """Build the dataset splits of a resolved config, then let the method adapt them."""
-    ds_opts = {k: v for k, v in cfg["dataset"].items() if k != "name"}
-    splits = get_splits(cfg["dataset"]["name"], **ds_opts)
+def prepare_splits(cfg: dict[str, Any], splits: DatasetSplits) -> DatasetSplits:
+    """Let the run's method adapt already-built splits (balanced subset, augmented set, ...)."""
     if "train" not in splits:
         raise DebiaskitError(f"dataset {cfg['dataset']['name']!r} has no train split")
     return get_method(cfg["method"]).prepare_splits(splits, cfg["hparams"])
+
+
+def build_data(cfg: dict[str, Any]) -> DatasetSplits:
+    """Build the dataset splits of a resolved config, then let the method adapt them."""
+    ds_opts = {k: v for k, v in cfg["dataset"].items() if k != "name"}
+    return prepare_splits(cfg, get_splits(cfg["dataset"]["name"], **ds_opts))
 
 
 def build_method(cfg: dict[str, Any], splits: DatasetSplits, device: torch.device, generator: torch.Generator) -> Method:
@@ -89,56 +113,95 @@ def _peak_memory_mb(device: torch.device) -> float:
     return rss / 1024 if platform.system() != "Darwin" else rss / 2**20
 
 
+def stored_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as written to ``config.yaml`` (plain YAML types)."""
+    return yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False))
+
+
 def prepare_out_dir(out_dir: Path, cfg: dict[str, Any]) -> str:
     """Check the run directory; returns ``new``, ``resume`` or ``done``. Creates nothing."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DebiaskitError(f"output path {out_dir} exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
+    if out_dir.is_dir() and any(p.name != ".lock" for p in out_dir.iterdir()):
         cfg_file = out_dir / "config.yaml"
         if not cfg_file.exists():
             raise DebiaskitError(f"output directory {out_dir} is not empty and holds no debiaskit run")
-        old = yaml.safe_load(cfg_file.read_text())
-        if to_json(old) != to_json(_comparable(cfg)):
+        try:
+            old = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise DebiaskitError(f"{cfg_file} is not a readable run config ({type(e).__name__}); "
+                                 f"choose another --out or delete the directory") from None
+        if not isinstance(old, dict) or run_key(old) != run_key(stored_config(cfg)):
             raise DebiaskitError(
                 f"output directory {out_dir} holds a run with a different config; choose another --out"
             )
         if (out_dir / "result.json").exists():
             return "done"
         return "resume" if (out_dir / "checkpoint.pt").exists() else "new"
-    # the parent must be creatable/writable: test without leaving anything behind
     parent = out_dir.parent
     while not parent.exists():
         parent = parent.parent
-    import os
-
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise DebiaskitError(f"cannot write the output directory {out_dir}: {parent} is not writable")
     return "new"
 
 
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config as stored (progress display does not change the run)."""
-    c = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "progress"}}
-    return yaml.safe_load(yaml.safe_dump(c, sort_keys=False))
+def _read_result(out_dir: Path) -> dict[str, Any]:
+    f = out_dir / "result.json"
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DebiaskitError(f"{f} is unreadable ({type(e).__name__}); delete it to finish the run again") from None
 
 
-def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSplits | None = None) -> RunResult:
-    """Train according to a *resolved* config (see :func:`debiaskit.experiments.config.resolve_config`)."""
+class _Accumulator:
+    """Running sums of the training logs between two evaluations (checkpointed, so resume is exact)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def add(self, logs: dict[str, Any]) -> None:
+        for k, v in logs.items():
+            v = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.n += 1
+
+    def pop_means(self) -> dict[str, float]:
+        out = {k: float(v) / max(self.n, 1) for k, v in self.sums.items()}
+        self.sums, self.n = {}, 0
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {k: v.detach().cpu().clone() for k, v in self.sums.items()}, "n": self.n}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.n = int(state["n"])
+
+
+def run_training(
+    cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSplits | None = None, jobs: int = 1,
+) -> RunResult:
+    """Train according to a *resolved* config (see :func:`debiaskit.experiments.config.resolve_config`).
+
+    ``splits``: already-built dataset splits to reuse (the method's ``prepare_splits`` is still applied).
+    ``jobs``: how many runs share this machine (for the thread policy).
+    """
     out_dir = Path(out_dir)
     device = resolve_device(cfg["device"])
     hp, tr = cfg["hparams"], cfg["train"]
     state = prepare_out_dir(out_dir, cfg)
     if state == "done":
-        import json
+        return RunResult(out_dir, _read_result(out_dir), already_done=True)
 
-        return RunResult(out_dir, json.loads((out_dir / "result.json").read_text()), already_done=True)
-
-    splits = splits if splits is not None else build_data(cfg)
+    splits = build_data(cfg) if splits is None else prepare_splits(cfg, splits)
     train = splits["train"]
     multilabel = train.multilabel
     split_names = list(splits)
-    rules = validate_rules(tr["selection"] or default_rules(split_names, multilabel=multilabel), split_names)
-    report_rule = tr["report"] or next((r for r in rules if r not in ("last", "oracle_test")), "last")
+    rules = validate_rules(tr["selection"] or default_rules(split_names, multilabel=multilabel), split_names,
+                           multilabel=multilabel)
+    report_rule = tr["report"] or next((r for r in rules if r != "last" and not get_selection_rule(r).oracle), "last")
     if report_rule not in rules:
         raise DebiaskitError(f"train.report {report_rule!r} is not among the selection rules {rules}")
     eval_splits = tr["eval_splits"] or [s for s in split_names if s != "train"]
@@ -152,6 +215,9 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
     generator.manual_seed(cfg["seed"])
     method = build_method(cfg, splits, device, generator)  # validates model/optimizer names
     method.run_dir = out_dir
+    n_params = sum(p.numel() for p in method.parameters())
+    threads = choose_threads(tr.get("threads", "auto"), jobs=jobs, n_params=n_params)
+    apply_threads(threads)
 
     on_device = tr["data_on_device"] and device.type == "cuda"
     images = train.images.to(device) if on_device else train.images
@@ -159,6 +225,13 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
     transform = make_batch_transform(train.info, train=True)
     sampler = EpochSampler(len(train), hp["batch_size"], generator=generator, device=images.device)
     tracker = SelectionTracker(rules)
+    accum = _Accumulator()
+    averaged = None
+    if tr.get("weight_average", "none") == "ema":
+        averaged = WeightAverage(method, decay=float(tr.get("weight_average_decay", 0.999)),
+                                 start=int(tr.get("weight_average_start", 0)))
+    elif tr.get("weight_average", "none") != "none":
+        raise DebiaskitError(f"train.weight_average must be none or ema, got {tr['weight_average']!r}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     start_step, elapsed_prev = 0, 0.0
@@ -173,41 +246,67 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
         generator.set_state(ckpt["generator"].to(generator.device) if device.type == "cuda" else ckpt["generator"])
         set_rng_state(ckpt["rng"])
         tracker.load_state_dict(ckpt["tracker"])
+        accum.load_state_dict(ckpt["accum"], device)
+        if averaged is not None:
+            averaged.load_state_dict(ckpt["averaged"])
         start_step, elapsed_prev = int(ckpt["step"]), float(ckpt["elapsed"])
         kept = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r.get("step", 0) <= start_step]
         write_text(out_dir / "metrics.jsonl", "".join(to_json(r, indent=None) + "\n" for r in kept))
         log.info("resuming %s from step %d", out_dir, start_step)
     else:
-        write_yaml(out_dir / "config.yaml", _comparable(cfg))
+        write_yaml(out_dir / "config.yaml", stored_config(cfg))
         write_text(out_dir / "metrics.jsonl", "")
 
     steps = int(hp["steps"])
     t0 = time.perf_counter()
     train_time, train_steps = 0.0, 0
-    accum: dict[str, torch.Tensor] = {}
-    n_accum = 0
     bar = None
     if tr["progress"] and sys.stderr.isatty():
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=start_step, desc=f"{cfg['method']}", unit="step", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=steps, initial=start_step, desc=f"{cfg['method']}", unit="step", leave=True, dynamic_ncols=True)
 
-    def evaluate(step: int) -> dict[str, dict[str, float]]:
-        nonlocal accum, n_accum
-        results: dict[str, dict[str, float]] = {}
+    plain_log = bool(tr["progress"]) and bar is None
+    next_log = time.perf_counter() + float(tr.get("log_every", 30))
+    latest: dict[str, str] = {}
+
+    def log_line(step: int) -> None:
+        done = step - start_step
+        sps = done / max(time.perf_counter() - t0, 1e-9)
+        eta = (steps - step) / sps if sps > 0 else float("nan")
+        extra = "".join(f", {k} {v}" for k, v in latest.items())
+        print(f"[{cfg['method']}] step {step}/{steps}, {sps:.1f} steps/s, ETA {_fmt_secs(eta)}{extra}",
+              file=sys.stderr, flush=True)
+
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=tr.get("amp") == "bf16")
+
+    def evaluate_all(step: int) -> dict[str, dict[str, Any]]:
         wall = elapsed_prev + time.perf_counter() - t0
         sps = train_steps / train_time if train_time > 0 else float("nan")
-        train_logs = {k: float(v) / max(n_accum, 1) for k, v in accum.items()}
-        accum, n_accum = {}, 0
-        for s in eval_splits:
-            with autocast:
-                logits = predict_logits(method, splits[s], device=device, batch_size=tr["eval_batch_size"])
-            results[s] = split_metrics(logits, splits[s])
-            append_jsonl(
-                out_dir / "metrics.jsonl",
-                {"step": step, "split": s, **results[s], "train_logs": train_logs, "wall_time_s": wall,
-                 "steps_per_s": sps, "peak_memory_mb": _peak_memory_mb(device)},
-            )
+        train_logs = accum.pop_means()
+        for k, v in train_logs.items():
+            if not math.isfinite(v) and tr.get("nan_policy", "error") == "error":
+                raise DebiaskitError(
+                    f"training diverged: {k} = {v} (mean over steps {step - tr['eval_every'] + 1}..{step}); "
+                    f"lower the learning rate or check the data"
+                )
+        variants = [("raw", None)] + ([("ema", averaged)] if averaged is not None else [])
+        results: dict[str, dict[str, Any]] = {}
+        for weights, avg in variants:
+            for s in eval_splits:
+                if avg is None:
+                    with autocast:
+                        logits = predict_logits(method, splits[s], device=device, batch_size=tr["eval_batch_size"])
+                else:
+                    with avg.swapped_in(), autocast:
+                        logits = predict_logits(method, splits[s], device=device, batch_size=tr["eval_batch_size"])
+                m = split_metrics(logits, splits[s])
+                row = {"step": step, "split": s, **({"weights": weights} if avg is not None else {}), **m,
+                       "train_logs": train_logs, "wall_time_s": wall, "steps_per_s": sps,
+                       "peak_memory_mb": _peak_memory_mb(device)}
+                append_jsonl(out_dir / "metrics.jsonl", row)
+                if avg is None:
+                    results[s] = m
         for rule in tracker.update(step, results):
             if rule != "last":
                 torch_save(out_dir / f"model_{rule}.pt", method.state_dict())
@@ -227,13 +326,14 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
                 "generator": generator.get_state(),
                 "rng": rng_state(),
                 "tracker": tracker.state_dict(),
+                "accum": accum.state_dict(),
+                "averaged": averaged.state_dict() if averaged is not None else None,
                 "elapsed": elapsed_prev + time.perf_counter() - t0,
             },
         )
 
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=tr.get("amp") == "bf16")
     memory_format = torch.channels_last if tr.get("channels_last") else torch.contiguous_format
-    last_results: dict[str, dict[str, float]] = {}
+    last_results: dict[str, dict[str, Any]] = {}
     for step in range(start_step + 1, steps + 1):
         ts = time.perf_counter()
         idx = method.sample_indices(step)
@@ -247,19 +347,25 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
         with autocast:
             logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
         method.on_step_end(step)
-        for k, v in logs.items():
-            v = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
-            accum[k] = accum[k] + v if k in accum else v.clone()
-        n_accum += 1
+        if averaged is not None:
+            averaged.update(step)
+        accum.add(logs)
         train_time += time.perf_counter() - ts
         train_steps += 1
         if bar is not None:
             bar.update(1)
+        if plain_log and time.perf_counter() >= next_log:
+            log_line(step)
+            next_log = time.perf_counter() + float(tr.get("log_every", 30))
         if step % tr["eval_every"] == 0 or step == steps:
-            last_results = evaluate(step)
-            if bar is not None and last_results:
-                first = next(iter(last_results.values()))
-                bar.set_postfix({k: f"{v:.3f}" for k, v in first.items() if k in ("accuracy", "unbiased_accuracy", "mAP")})
+            last_results = evaluate_all(step)
+            for s_name in ("val", "val_unbiased", "test"):
+                m = last_results.get(s_name, {})
+                key = "unbiased_accuracy" if "unbiased_accuracy" in m else "mAP" if "mAP" in m else None
+                if key and m.get(key) is not None:
+                    latest[s_name] = f"{key} {100 * m[key]:.1f}% (step {step})"
+            if bar is not None and latest:
+                bar.set_postfix_str("; ".join(f"{k} {v}" for k, v in latest.items()), refresh=False)
             if method.on_eval(step, last_results, out_dir) and step < steps:
                 stopped_at = step
         if step % tr["checkpoint_every"] == 0 or step == steps or stopped_at is not None:
@@ -269,21 +375,73 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
             break
     if bar is not None:
         bar.close()
+    if plain_log:
+        log_line(step)
 
     torch_save(out_dir / "model_last.pt", method.state_dict())
     wall = elapsed_prev + time.perf_counter() - t0
-    summary = tracker.summary()
-    result = {
+    rows = read_jsonl(out_dir / "metrics.jsonl")
+    result = build_result(cfg, method=method, splits=splits, rules=rules, report_rule=report_rule, rows=rows,
+                          steps=steps, stopped_at=stopped_at, wall=wall,
+                          steps_per_s=train_steps / train_time if train_time > 0 else None,
+                          device=device, threads=threads.as_dict())
+    write_json(out_dir / "result.json", result)
+    return RunResult(out_dir, result, resumed_from=start_step)
+
+
+def _fmt_secs(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def selection_summary(rules: list[str], rows: list[dict[str, Any]], *, kept: set[str] | None = None,
+                      weights: str = "raw") -> dict[str, Any]:
+    """``{rule: {label, split, metric, mode, step, score, labels_consumed, weights_kept, metrics}}``."""
+    out: dict[str, Any] = {}
+    for name in rules:
+        rule = get_selection_rule(name)
+        sel = select(rule, rows, weights=weights)
+        if sel.step is None:
+            continue
+        out[name] = {
+            "label": rule.label, "description": rule.description, "split": rule.split, "metric": rule.metric,
+            "mode": rule.mode, "labels_consumed": list(rule.labels_consumed), "step": sel.step, "score": sel.score,
+            "weights_kept": kept is not None and name in kept,
+            "metrics": {s: _scalars(r) for s, r in sel.metrics.items()},
+        }
+    return out
+
+
+def _scalars(row: dict[str, Any]) -> dict[str, Any]:
+    """The metric fields of an evaluation row (no bookkeeping, no timing)."""
+    skip = {"step", "split", "weights", "train_logs", *TIMING_FIELDS}
+    return {k: v for k, v in row.items() if k not in skip}
+
+
+def build_result(
+    cfg: dict[str, Any], *, method: Method, splits: DatasetSplits, rules: list[str], report_rule: str,
+    rows: list[dict[str, Any]], steps: int, stopped_at: int | None, wall: float, steps_per_s: float | None,
+    device: torch.device, threads: dict[str, Any],
+) -> dict[str, Any]:
+    train = splits["train"]
+    summary = selection_summary(rules, rows, kept=set(rules))
+    weights_variants = sorted({r.get("weights", "raw") for r in rows} - {"raw"})
+    result: dict[str, Any] = {
         "debiaskit_version": __version__,
+        "run_key": run_key(stored_config(cfg)),
         "method": cfg["method"],
         "dataset": cfg["dataset"]["name"],
         "dataset_options": {k: v for k, v in cfg["dataset"].items() if k != "name"},
         "seed": cfg["seed"],
+        "hparams_seed": cfg.get("hparams_seed", 0),
         "steps": steps,
         "early_stopped_at_step": stopped_at,
         "labels_consumed": list(type(method).labels_consumed),
         "uses_bias_labels": method.uses_bias_labels,
         "evaluated_model": type(method).evaluated_model,
+        "model": sorted({getattr(m, "registry_name", None) for m in method.modules() if getattr(m, "registry_name", None)}),
         "data": {
             "fingerprint": splits.fingerprint,
             "splits": {k: v.summary() for k, v in splits.items()},
@@ -293,15 +451,18 @@ def run_training(cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSpl
         "reported_selection": report_rule,
         "reported": summary.get(report_rule, {}).get("metrics", {}),
         "selection": summary,
-        "final": last_results or summary.get("last", {}).get("metrics", {}),
+        "final": summary.get("last", {}).get("metrics", {}),
+        "weight_averages": {w: selection_summary(rules, rows, weights=w) for w in weights_variants},
+        "n_evaluations": len({int(r["step"]) for r in rows}),
         "wall_time_s": wall,
-        "steps_per_s": train_steps / train_time if train_time > 0 else None,
+        "steps_per_s": steps_per_s,
         "device": str(device),
+        "threads": threads,
         "torch_version": torch.__version__,
         "peak_memory_mb": _peak_memory_mb(device),
-        "config": _comparable(cfg),
+        "config": stored_config(cfg),
+        "canonical_config": canonical_config(stored_config(cfg)),
     }
-    if "oracle_test" in summary:
-        result["oracle_note"] = SELECTION_RULES["oracle_test"].label
-    write_json(out_dir / "result.json", result)
-    return RunResult(out_dir, result, resumed_from=start_step)
+    if any(get_selection_rule(r).oracle for r in rules):
+        result["oracle_note"] = ORACLE_LABEL
+    return result
