@@ -70,13 +70,30 @@ def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if sel.step is not None:
                 keep_steps.add(sel.step)
     out = []
+    logged: set[int] = set()
     for r in rows:
-        r = {k: v for k, v in r.items() if k not in _TIMING}
-        if int(r["step"]) not in keep_steps:
+        r = {k: _round(v) for k, v in r.items() if k not in _TIMING}
+        step = int(r["step"])
+        if step not in keep_steps:
             for k in _HEAVY:
                 r.pop(k, None)
+        if step in logged:  # the training logs are the same for every split of a step: keep them once
+            r.pop("train_logs", None)
+        elif "train_logs" in r:
+            logged.add(step)
         out.append(r)
     return out
+
+
+def _round(v: Any) -> Any:
+    """Floats to 7 significant digits (records are for tables, not bit-exact replay)."""
+    if isinstance(v, float):
+        return v if v != v or v in (float("inf"), float("-inf")) else float(f"{v:.7g}")
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_round(x) for x in v]
+    return v
 
 
 def make_record(run_dir: str | Path) -> dict[str, Any]:
@@ -90,7 +107,10 @@ def make_record(run_dir: str | Path) -> dict[str, Any]:
     key = result.get("run_key")
     if not key:
         raise DebiaskitError(f"{result_file} has no run_key (written by debiaskit < 0.2); re-run it to export a record")
-    return {"schema": RECORD_SCHEMA, "run_key": key, "name": run_dir.name, "result": result, "evaluations": _slim(rows)}
+    from debiaskit.runkey import run_name
+
+    name = run_name(result["config"]) if isinstance(result.get("config"), dict) else f"{run_dir.name}-{key}"
+    return {"schema": RECORD_SCHEMA, "run_key": key, "name": name, "result": result, "evaluations": _slim(rows)}
 
 
 def record_path(records_dir: str | Path, name: str) -> Path:

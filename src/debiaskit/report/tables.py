@@ -28,8 +28,8 @@ def format_run_summary(result: dict[str, Any]) -> str:
     for name, r in sel.items():
         test = r.get("metrics", {}).get("test", {})
         label = f"{name} (step {r['step']})"
-        if name == "oracle_test":
-            label += " [ORACLE: test-set selection]"
+        if r.get("label", name) != name:  # oracle rules carry their label
+            label += f" [{r['label']}]"
         rows.append([label, *[test.get(c, math.nan) for c in cols]])
     head = (
         f"{result['method']} on {result['dataset']} {result.get('dataset_options', {}).get('ratio', '')} "

@@ -415,8 +415,8 @@ def selection_summary(rules: list[str], rows: list[dict[str, Any]], *, kept: set
 
 
 def _scalars(row: dict[str, Any]) -> dict[str, Any]:
-    """The metric fields of an evaluation row (no bookkeeping, no timing)."""
-    skip = {"step", "split", "weights", "train_logs", *TIMING_FIELDS}
+    """The scalar metric fields of an evaluation row (no bookkeeping, timing or per-cell matrices)."""
+    skip = {"step", "split", "weights", "train_logs", "group_count", "group_correct", *TIMING_FIELDS}
     return {k: v for k, v in row.items() if k not in skip}
 
 
