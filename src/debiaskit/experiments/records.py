@@ -1,7 +1,8 @@
 """Run records: a finished run as one small, self-contained JSON file (no weights).
 
 A record holds the run's ``result.json`` and its evaluation rows (``metrics.jsonl``, without timing fields
-and with the per-cell count matrices kept only at the steps some registered selection rule picks), so every
+and with the per-cell count matrices kept only for the test split at the steps some registered selection rule
+picks), so every
 selection rule can be applied to it later and ``debiaskit collect`` builds the same tables from records as
 from run directories. Records are what a reproduction grid commits to git (``benchmarks/results/records/``)
 so that it survives the machine: ``debiaskit sweep --records DIR`` skips every cell whose record exists with
@@ -62,7 +63,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop timing fields; keep count matrices only at the steps a registered rule (or the last step) picks."""
+    """Drop timing fields; keep the per-cell count matrices only on the test split at steps some rule picks."""
     keep_steps: set[int] = set()
     for weights in {r.get("weights", "raw") for r in rows}:
         for name in list_selection_rules():
@@ -74,7 +75,7 @@ def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         r = {k: _round(v) for k, v in r.items() if k not in _TIMING}
         step = int(r["step"])
-        if step not in keep_steps:
+        if step not in keep_steps or r.get("split") != "test":  # per-cell matrices: test split, selected steps
             for k in _HEAVY:
                 r.pop(k, None)
         if step in logged:  # the training logs are the same for every split of a step: keep them once
