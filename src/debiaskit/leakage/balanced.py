@@ -2,8 +2,8 @@
 
 Leakage is the accuracy of an attacker that predicts the (binary) protected attribute g from a label-space
 vector, measured on a **g-balanced** held-out set so that chance is 50%. Every round re-draws balanced
-subsets of train / val / test (spec §B2): the paper's sizes are COCO 3,000+3,000 train and 1,500+1,500
-val/test, imSitu 7,300+7,300 and 3,000+3,000. When a split holds fewer, all that balance allows are used
+subsets of train / val / test (Wang et al., ICCV 2019, §3; ``docs/leakage.md``): the paper's sizes are COCO
+3,000+3,000 train and 1,500+1,500 val/test, imSitu 7,300+7,300 and 3,000+3,000. When a split holds fewer, all that balance allows are used
 (``min(#g=0, #g=1)`` per group). Accuracy is *folded*: ``0.5 + |acc - 0.5|``.
 """
 
@@ -18,12 +18,12 @@ from debiaskit.errors import DebiaskitError
 __all__ = ["PAPER_SIZES", "folded_accuracy", "as_binary_protected", "as_group_codes", "balanced_indices",
            "resolve_sizes"]
 
-#: per-group sample sizes (train, val, test) of the paper's attacker subsets (spec §B2/B7)
+#: per-group sample sizes (train, val, test) of the paper's attacker subsets (Wang et al. 2019)
 PAPER_SIZES: dict[str, tuple[int, int, int]] = {"coco": (3000, 1500, 1500), "imsitu": (7300, 3000, 3000)}
 
 
 def folded_accuracy(acc: Any) -> Any:
-    """Folded accuracy ``0.5 + |acc - 0.5|`` (spec §B2); works on floats and arrays."""
+    """Folded accuracy ``0.5 + |acc - 0.5|`` (Wang et al. 2019, §3); works on floats and arrays."""
     return 0.5 + np.abs(np.asarray(acc, dtype=np.float64) - 0.5) if np.ndim(acc) else 0.5 + abs(float(acc) - 0.5)
 
 

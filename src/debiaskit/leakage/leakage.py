@@ -2,14 +2,15 @@
 
 * λ_D: accuracy of an attacker predicting the protected attribute g from the **ground-truth** label vector
   (multi-hot, or one-hot for single-label tasks) on a g-balanced test subset, folded (0.5 + |acc − 0.5|),
-  mean ± population std over rounds that each re-draw balanced train/val/test subsets (spec §B2).
-* λ_M: the same attacker on the task model's **output** vectors (raw logits by default, spec pitfall 15;
-  probabilities or thresholded predictions as options, recorded in the result).
+  mean ± population std over rounds that each re-draw balanced train/val/test subsets (Wang et al. 2019, §3;
+  protocol details in ``docs/leakage.md``).
+* λ_M: the same attacker on the task model's **output** vectors (raw logits by default, as the authors' code
+  feeds the pre-activation scores; probabilities or thresholded predictions as options, recorded in the result).
 * λ_D(F1): λ_D after randomly perturbing the ground truth until it is exactly as good as the model
   (macro-F1); Δ = λ_M − λ_D(F1). The curve (perturbation level → mean F1, mean leakage) is kept.
 
-Perturbation choices (spec pitfall 18): multi-label = independent bit flips with probability p on every
-entry; single-label = replace the label by a uniformly random class with probability p (the official
+Perturbation choices (the paper leaves them open; see ``docs/leakage.md``): multi-label = independent bit
+flips with probability p on every entry; single-label = replace the label by a uniformly random class with probability p (the official
 imSitu code measures F1 with replacement but trains on bit flips; we use replacement for both). The
 reading of the curve at the model's F1 is not specified by the paper: we fit a non-decreasing isotonic
 curve of leakage in F1 and interpolate linearly (clipped at the ends, flagged ``extrapolated``).
@@ -28,7 +29,7 @@ import torch
 
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
-from debiaskit.leakage.attacker import AttackerConfig, train_attackers
+from debiaskit.leakage.attacker import AttackerConfig, ProgressFn, train_attackers
 from debiaskit.leakage.balanced import (
     as_group_codes,
     balanced_indices,
@@ -54,10 +55,10 @@ __all__ = [
     "IMSITU_REPLACE_GRID",
 ]
 
-#: flip probabilities of the official COCO λ_D(F1) sweep (spec §B2)
+#: flip probabilities of the COCO λ_D(F1) sweep in the authors' released code (Wang et al. 2019)
 COCO_FLIP_GRID: tuple[float, ...] = (0.0195, 0.020, 0.0205, 0.021, 0.022, 0.023, 0.024, 0.026, 0.027, 0.028, 0.03,
                                      0.032, 0.034, 0.036, 0.038, 0.042, 0.044, 0.048, 0.052, 0.056, 0.06, 0.065)
-#: replacement probabilities of the official imSitu sweep (spec §B2)
+#: replacement probabilities of the imSitu sweep in the authors' released code (Wang et al. 2019)
 IMSITU_REPLACE_GRID: tuple[float, ...] = (0.08, 0.10, 0.12, 0.13, 0.15)
 
 Split = tuple[Any, Any]
@@ -178,7 +179,7 @@ def macro_f1(true: np.ndarray, pred: np.ndarray, *, multilabel: bool, axis_rows:
 
 def perturb_labels(labels: np.ndarray, p: float, *, multilabel: bool, num_classes: int | None = None,
                    rng: np.random.Generator) -> np.ndarray:
-    """Random-mistake labeler (spec §B2 λ_D(F1)).
+    """Random-mistake labeler used for λ_D(F1) (Wang et al. 2019, §3).
 
     Multi-label: flip every entry of the 0/1 matrix independently with probability ``p``. Single-label
     (class ids): with probability ``p`` replace the label by a class drawn uniformly from all classes
@@ -238,7 +239,7 @@ def perturbation_for_f1(labels: np.ndarray, target_f1: float, *, multilabel: boo
 
 
 def interpolate_monotone(f1: Sequence[float], leakage: Sequence[float], at: float) -> tuple[float, bool]:
-    """Read a leakage(F1) curve at ``at`` robustly (answers open issue BD#6 with one explicit choice).
+    """Read a leakage(F1) curve at ``at`` robustly (the paper does not say how; this is one explicit choice).
 
     The noisy points are replaced by their isotonic (non-decreasing in F1, since fewer mistakes cannot
     leak less in expectation) least-squares fit; the fit is interpolated linearly and clipped at the ends.
@@ -345,11 +346,11 @@ def _draw(gs: list[np.ndarray], sizes: Any, rounds: int, rng: np.random.Generato
 
 
 def _run(xs: list[np.ndarray], ys: list[np.ndarray], *, multilabel: bool, cfg: AttackerConfig, seed: int,
-         device: str, n_out: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         device: str, n_out: int = 2, progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = [torch.as_tensor(a).to(device) for a in xs]
     yt = [torch.as_tensor(a, dtype=torch.long).to(device) for a in ys]
     run = train_attackers(t[0], yt[0], t[1], yt[1], t[2], yt[2], multilabel=multilabel, config=cfg, seed=seed,
-                          n_out=n_out)
+                          n_out=n_out, progress=progress)
     return (run.test_accuracy.numpy().astype(np.float64), run.val_accuracy.numpy().astype(np.float64),
             run.best_epoch.numpy())
 
@@ -372,7 +373,7 @@ def _result(test_acc: np.ndarray, val_acc: np.ndarray, ep: np.ndarray, per_group
 
 def _leakage(x: Any, protected: Any, *, val: Split | None, test: Split | None, num_classes: int | None,
              is_labels: bool, sizes: Any, rounds: int, seed: int, device: str, cfg: AttackerConfig,
-             transform: Any = None, extra: dict[str, Any]) -> LeakageResult:
+             transform: Any = None, extra: dict[str, Any], progress: ProgressFn | None = None) -> LeakageResult:
     if rounds < 1:
         raise DebiaskitError(f"rounds must be >= 1, got {rounds}")
     feats, gs, multilabel, how = _prepare(x, protected, val, test, seed=seed, num_classes=num_classes,
@@ -385,7 +386,8 @@ def _leakage(x: Any, protected: Any, *, val: Split | None, test: Split | None, n
     ys = [g[i] for g, i in zip(gs, idx)]
     ml_arch = multilabel if is_labels else extra.get("multilabel_outputs", True)
     n_groups = int(max(int(g.max()) for g in gs)) + 1
-    test_acc, val_acc, ep = _run(xs, ys, multilabel=ml_arch, cfg=cfg, seed=seed, device=device, n_out=n_groups)
+    test_acc, val_acc, ep = _run(xs, ys, multilabel=ml_arch, cfg=cfg, seed=seed, device=device, n_out=n_groups,
+                                 progress=progress)
     from debiaskit.data.base import fingerprint_arrays
 
     conf = _config(cfg, rounds=rounds, seed=seed, sizes_requested=list(resolve_sizes(sizes)), splits=how,
@@ -399,9 +401,9 @@ def _leakage(x: Any, protected: Any, *, val: Split | None, test: Split | None, n
 def dataset_leakage(
     labels: Any, protected: Any, *, val: Split | None = None, test: Split | None = None,
     num_classes: int | None = None, sizes: Any = None, rounds: int = 5, seed: int = 0, device: str = "cpu",
-    config: AttackerConfig | None = None,
+    config: AttackerConfig | None = None, progress: ProgressFn | None = None,
 ) -> LeakageResult:
-    """λ_D: leakage of the protected attribute through ground-truth labels (Wang et al. 2019, §3 / spec §B2).
+    """λ_D: leakage of the protected attribute through ground-truth labels (Wang et al., ICCV 2019, §3).
 
     Args:
         labels: train labels, ``(N,)`` class ids (single-label → one-hot) or ``(N, K)`` multi-hot.
@@ -412,10 +414,12 @@ def dataset_leakage(
             (as many as balance allows); larger requests are capped to what is available.
         rounds: independent rounds (re-drawn subsets, re-initialised attacker); paper 5.
         config: attacker hyper-parameters (:class:`AttackerConfig`; paper defaults, 100 epochs).
+        progress: optional ``progress(done_epochs, total_epochs)`` callback, called after every attacker epoch.
     """
     cfg = config or AttackerConfig()
     return _leakage(labels, protected, val=val, test=test, num_classes=num_classes, is_labels=True, sizes=sizes,
-                    rounds=rounds, seed=seed, device=device, cfg=cfg, extra={"input": "ground-truth labels"})
+                    rounds=rounds, seed=seed, device=device, cfg=cfg, extra={"input": "ground-truth labels"},
+                    progress=progress)
 
 
 _OUTPUT_KINDS = ("logits", "probabilities", "thresholded")
@@ -436,30 +440,31 @@ def _output_transform(kind: str, multilabel: bool) -> Any:
 def model_leakage(
     outputs: Any, protected: Any, *, val: Split | None = None, test: Split | None = None,
     multilabel: bool = True, kind: str = "logits", sizes: Any = None, rounds: int = 5, seed: int = 0,
-    device: str = "cpu", config: AttackerConfig | None = None,
+    device: str = "cpu", config: AttackerConfig | None = None, progress: ProgressFn | None = None,
 ) -> LeakageResult:
-    """λ_M: leakage through a model's output vectors (spec §B2, pitfalls 15 and 17).
+    """λ_M: leakage through a model's output vectors (Wang et al., ICCV 2019, §3; ``docs/leakage.md``).
 
     ``outputs`` are ``(N, K)`` raw scores. ``kind``: ``"logits"`` (paper: pre-activation potentials),
     ``"probabilities"`` (sigmoid for multi-label, softmax for single-label) or ``"thresholded"`` (sigmoid
     ≥ 0.5 multi-hot / argmax one-hot). ``multilabel`` also picks the attacker depth (4 vs 5 Linear layers).
-    The choice is recorded in ``result.config["output_kind"]``.
+    The choice is recorded in ``result.config["output_kind"]``. ``progress`` as in :func:`dataset_leakage`.
     """
     if kind not in _OUTPUT_KINDS:
         raise DebiaskitError(f"unknown output kind {kind!r}; valid: {', '.join(_OUTPUT_KINDS)}")
     cfg = config or AttackerConfig()
     return _leakage(outputs, protected, val=val, test=test, num_classes=None, is_labels=False, sizes=sizes,
                     rounds=rounds, seed=seed, device=device, cfg=cfg, transform=_output_transform(kind, multilabel),
-                    extra={"input": "model outputs", "output_kind": kind, "multilabel_outputs": multilabel})
+                    extra={"input": "model outputs", "output_kind": kind, "multilabel_outputs": multilabel},
+                    progress=progress)
 
 
 def leakage_at_f1(
     labels: Any, protected: Any, *, val: Split | None = None, test: Split | None = None,
     model_f1: float | None = None, grid: Sequence[float] | None = None, f1_grid: Sequence[float] | None = None,
     num_classes: int | None = None, sizes: Any = None, rounds: int = 5, seed: int = 0, device: str = "cpu",
-    config: AttackerConfig | None = None,
+    config: AttackerConfig | None = None, progress: ProgressFn | None = None,
 ) -> tuple[LeakageCurve, float | None, bool]:
-    """λ_D(F1): leakage of randomly perturbed ground truth, read at the model's macro-F1 (spec §B2).
+    """λ_D(F1): leakage of randomly perturbed ground truth, read at the model's macro-F1 (Wang et al. 2019, §3).
 
     For every perturbation level p (``grid``; or ``f1_grid`` of target F1 values converted by
     :func:`perturbation_for_f1` on the train labels; default: the official grid for the label type) and
@@ -467,7 +472,7 @@ def leakage_at_f1(
     perturbed vs. true val labels is recorded, and an attacker is trained on the perturbed labels. All
     (p, round) attackers train together as one batched model.
 
-    Returns ``(curve, λ_D(model_f1) or None, extrapolated)``.
+    Returns ``(curve, λ_D(model_f1) or None, extrapolated)``. ``progress`` as in :func:`dataset_leakage`.
     """
     cfg = config or AttackerConfig()
     if rounds < 1:
@@ -508,7 +513,8 @@ def leakage_at_f1(
     stacked = [np.concatenate(v, 0) for v in xs]
     ystacked = [np.concatenate(v, 0) for v in ys]
     n_groups = int(max(int(g.max()) for g in gs)) + 1
-    test_acc, _, _ = _run(stacked, ystacked, multilabel=multilabel, cfg=cfg, seed=seed, device=device, n_out=n_groups)
+    test_acc, _, _ = _run(stacked, ystacked, multilabel=multilabel, cfg=cfg, seed=seed, device=device, n_out=n_groups,
+                          progress=progress)
     leak = (folded_accuracy(test_acc) if n_groups == 2 else test_acc).reshape(len(ps), rounds)
     curve = LeakageCurve(
         p=[float(v) for v in ps], f1_mean=[float(v) for v in f1s.mean(1)], f1_std=[float(v) for v in f1s.std(1)],

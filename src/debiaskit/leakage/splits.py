@@ -1,4 +1,4 @@
-"""α-balanced splits (Wang et al., ICCV 2019, spec §B3 and pitfall 19).
+"""α-balanced splits (Wang et al., ICCV 2019, §3; construction details in ``docs/leakage.md``).
 
 Constraint: for every label y, ``1/α ≤ #(g=0, y) / #(g=1, y) ≤ α``.
 
@@ -87,7 +87,7 @@ def balanced_split(
     labels: Any, protected: Any, alpha: float, *, seed: int = 0, prefer: Any = None,
     balance_totals: bool | None = None,
 ) -> BalancedSplit:
-    """Indices of an α-balanced subset (spec §B3).
+    """Indices of an α-balanced subset (Wang et al. 2019: ``1/α ≤ #(g=0, y) / #(g=1, y) ≤ α`` for every label y).
 
     Args:
         labels: ``(N,)`` class ids (single-label: exact per-label cap) or ``(N, K)`` multi-hot (greedy).
