@@ -24,7 +24,7 @@ from typing import Any
 from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.records import RunData, load_runs
 from debiaskit.runkey import group_key, setting_key
-from debiaskit.io import to_json
+from debiaskit.io import csv_safe, md_cell, to_json
 from debiaskit.train.selection import ORACLE_LABEL, get_selection_rule, list_selection_rules, rule_label, select
 
 __all__ = ["ORACLE_LABEL", "aggregate", "collect", "fmt_pct", "format_table"]
@@ -217,14 +217,12 @@ def fmt_pct(cell: dict[str, Any] | None) -> str:
 
 
 def _csv_safe(v: Any) -> Any:
-    """OWASP CSV-injection rule: a cell starting with = + - @ tab or CR is prefixed with a quote."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v
-    return v
+    """OWASP CSV-injection rule (see :func:`debiaskit.io.csv_safe`)."""
+    return csv_safe(v)
 
 
 def _md(v: Any) -> str:
-    return str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return md_cell(v)
 
 
 def format_table(table: dict[str, Any], *, fmt: str = "md") -> str:

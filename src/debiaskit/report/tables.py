@@ -15,8 +15,11 @@ def _fmt(v: Any) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    """A Markdown table; every cell is escaped (``|``, backslashes, line breaks) by :func:`debiaskit.io.md_cell`."""
+    from debiaskit.io import md_cell
+
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_cell(_fmt(c)) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
