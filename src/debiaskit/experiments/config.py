@@ -47,10 +47,18 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 def parse_value(text: str) -> Any:
+    """A ``--set`` value: a YAML scalar / list, with numbers YAML 1.1 misses (``1e-3``, ``5E-4``, ``nan``) as floats."""
+    from debiaskit.experiments.validation import looks_like_number
+
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
-        return text
+        value = text
+    if isinstance(value, str):
+        number = looks_like_number(value)
+        if number is not None:
+            return number
+    return value
 
 
 def apply_overrides(cfg: dict[str, Any], sets: list[str]) -> dict[str, Any]:
@@ -114,6 +122,9 @@ def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
     options = dataset_options(ds["name"])  # raises on unknown dataset
     _check_keys(f"dataset option ({ds['name']})", {k: v for k, v in ds.items() if k != "name"}, options)
     dataset = {"name": ds["name"], **{k: ds.get(k, v) for k, v in options.items()}}
+    from debiaskit.data.generic import absolute_path_options
+
+    dataset = absolute_path_options(dataset)  # absolute, resolved paths: the run works from any directory
 
     method = user.get("method", "vanilla")
     if not isinstance(method, str):
@@ -144,6 +155,9 @@ def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
         "hparams": hparams,
         "train": train,
     }
+    from debiaskit.experiments.validation import validate_numbers
+
+    validate_numbers(cfg)  # ranges of every number; converts "1e-3"-style strings
     _validate_numbers(cfg)
     return cfg
 
