@@ -1,4 +1,4 @@
-"""Corrupted CIFAR-10 as the LfF protocol (Nam et al. 2020; spec lff_disent.md §6.2, pitfall 15).
+"""Corrupted CIFAR-10 as the LfF protocol (Nam et al., NeurIPS 2020; details in ``docs/datasets_cifar10c.md``).
 
 * target = the CIFAR-10 class, bias = the corruption; ``type=0`` uses Snow, Frost, Fog, Brightness, Contrast,
   Spatter, Elastic, JPEG, Pixelate, Saturate and ``type=1`` Gaussian/Shot/Impulse/Speckle Noise, Gaussian/
@@ -6,8 +6,10 @@
 * Bias assignment is deterministic **by sample order** within each class (:mod:`debiaskit.data.assign`):
   train ``rho = 1 - ratio`` (class ``c`` mostly gets corruption ``c``); test = the CIFAR-10 test images with
   uniform corruptions (``rho = 0.1``).
-* ``severity`` is the level 1..5 of the 5-level CIFAR-10-C tables. **LfF's folder ``SeverityK`` calls level
-  ``K + 1``** (``make_dataset.py:91``), so LfF's README setting ``severity4`` is level 5 — our default.
+* ``severity`` is the level 1..5 of the 5-level CIFAR-10-C tables (Hendrycks & Dietterich, ICLR 2019).
+  **LfF's dataset folder ``SeverityK`` is built with level ``K + 1``** (its ``make_dataset.py`` passes
+  ``severity + 1`` to the corruption functions), so LfF's ``Severity1``..``Severity4`` are levels 2..5 and its
+  README setting ``severity4`` is level 5 — our default. Level 1 has no LfF folder.
 * The seed drives the corruption randomness (noise draws, frost crops, ...) and the validation hold-out.
 
 Splits: ``train`` (the corrupted training set minus the hold-out), ``val`` (``val_fraction`` of the aligned and of the
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["build_corrupted_cifar10", "CIFAR_MEAN", "CIFAR_STD", "TRAIN_AUGMENT"]
 
-#: LfF ``data/util.py`` normalisation (spec §6.2).
+#: the normalisation of LfF's CIFAR-10 transforms (Nam et al. 2020 code, ``data/util.py``)
 CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR_STD = [0.2023, 0.1994, 0.2010]
 TRAIN_AUGMENT = {"crop": 32, "padding": 4, "flip": True}
@@ -150,7 +152,8 @@ def build_corrupted_cifar10(
     Args:
         type: corruption family, 0 or 1 (LfF ``cifar10_type0`` / ``cifar10_type1``).
         ratio: fraction of bias-conflicting training samples, in (0, 1) (LfF: 0.005, 0.01, 0.02, 0.05).
-        severity: level 1..5 of the CIFAR-10-C tables; default 5 = LfF ``severity4`` (``SeverityK`` = level K+1).
+        severity: level 1..5 of the CIFAR-10-C tables; default 5 = LfF ``severity4`` (LfF's folder
+            ``SeverityK`` is level K + 1; ``info["lff_severity_name"]`` gives the LfF name, None for level 1).
         seed: drives the corruption randomness and the validation hold-out.
         val_fraction: fraction of the aligned and of the conflicting training samples held out as the biased
             ``val`` split (same conflict ratio as train; 0 disables it).
