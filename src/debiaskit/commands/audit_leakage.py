@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from debiaskit import __version__
+from debiaskit.commands.argtypes import non_negative_int, positive_int
 from debiaskit.errors import DebiaskitError
 
 
@@ -37,27 +38,27 @@ def register(audit_subparsers: Any) -> None:
     p.add_argument("--data-dir", help="data root with celeba/ and wang2019/ (default: $DEBIASKIT_DATA)")
     p.add_argument("--alpha", default="", help="comma-separated α values for α-balanced subsets, e.g. 1,2,3")
     p.add_argument("--out", help="write report.md, report.json and skew.png into this directory")
-    p.add_argument("--epochs", type=int, default=20, help="attacker epochs (paper: 100)")
-    p.add_argument("--rounds", type=int, default=5, help="leakage rounds (paper: 5)")
-    p.add_argument("--max-per-group", type=int, default=3000,
+    p.add_argument("--epochs", type=positive_int, default=20, help="attacker epochs (paper: 100)")
+    p.add_argument("--rounds", type=positive_int, default=5, help="leakage rounds (paper: 5)")
+    p.add_argument("--max-per-group", type=positive_int, default=3000,
                    help="cap on the balanced train subset per group (paper COCO 3000); val/test get half")
     p.add_argument("--no-leakage", action="store_true", help="skip the attacker (counts and α-splits only)")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the attacker")
+    p.add_argument("--top-k", type=positive_int, default=10)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for the attacker")
     p.set_defaults(func=run_labels)
 
     m = audit_subparsers.add_parser("model", help="λ_M, λ_D(F1) and amplification Δ of a trained run")
     m.add_argument("run_dir", help="run directory written by `debiaskit train`")
     m.add_argument("--kind", default="logits", choices=["logits", "probabilities", "thresholded"],
                    help="attacker input (paper: logits)")
-    m.add_argument("--epochs", type=int, default=20)
-    m.add_argument("--rounds", type=int, default=5)
-    m.add_argument("--points", type=int, default=5, help="F1 grid points of the λ_D(F1) curve")
-    m.add_argument("--max-per-group", type=int, default=3000)
+    m.add_argument("--epochs", type=positive_int, default=20)
+    m.add_argument("--rounds", type=positive_int, default=5)
+    m.add_argument("--points", type=positive_int, default=5, help="F1 grid points of the λ_D(F1) curve")
+    m.add_argument("--max-per-group", type=positive_int, default=3000)
     m.add_argument("--out", help="output directory (default: RUN_DIR/audit_leakage)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--threads", type=int, default=None)
+    m.add_argument("--seed", type=non_negative_int, default=0)
+    m.add_argument("--threads", type=positive_int, default=None)
     m.set_defaults(func=run_model)
 
 
@@ -90,8 +91,32 @@ def _load_table(args: argparse.Namespace) -> Any:
     if args.file:
         if not args.protected:
             raise DebiaskitError("--protected COL is required with a label FILE")
-        return load_label_csv(args.file, protected=args.protected, single_label=args.label_column)
-    return load_label_dataset(args.dataset, data_dir=args.data_dir, split=args.split, protected=args.protected)
+        if args.label_column is not None and args.label_column == args.protected:
+            raise DebiaskitError(f"--label-column and --protected are the same column {args.protected!r}; the leakage "
+                                 "of a label about itself is trivially 100 %: choose a different label column")
+        table = load_label_csv(args.file, protected=args.protected, single_label=args.label_column)
+    else:
+        table = load_label_dataset(args.dataset, data_dir=args.data_dir, split=args.split, protected=args.protected)
+    _check_informative(table, args.label_column)
+    return table
+
+
+def _check_informative(table: Any, label_column: str | None) -> None:
+    """Refuse a label set that carries no information (a single class); warn about constant label columns."""
+    import sys
+
+    labels = np.asarray(table.labels)
+    if not table.multilabel:
+        if len(np.unique(labels)) < 2:
+            raise DebiaskitError(f"{table.name}: the label column {label_column or ''} has a single value for all "
+                                 f"{len(labels)} rows; a leakage or skew audit needs at least two classes")
+        return
+    const = [str(n) for n, col in zip(table.label_names, labels.T) if len(np.unique(col)) < 2]
+    if len(const) == len(table.label_names):
+        raise DebiaskitError(f"{table.name}: every label column is constant ({', '.join(const)}); nothing to audit")
+    if const:
+        print(f"warning: {table.name}: constant label column(s) {', '.join(const)} carry no information about "
+              "the protected attribute", file=sys.stderr)
 
 
 def _png(card: Any, top_k: int) -> bytes:

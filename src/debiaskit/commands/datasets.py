@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from debiaskit.commands.argtypes import open_unit_float, positive_int
 from debiaskit.experiments.config import parse_value
 
 
@@ -14,10 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lp.set_defaults(func=run_list)
     ip = dsub.add_parser("info", help="bias card of a dataset build: sizes, per-group counts, conflict ratio")
     ip.add_argument("name")
-    ip.add_argument("--ratio", type=float)
+    ip.add_argument("--ratio", type=open_unit_float, help="share of bias-conflicting training samples, in (0, 1)")
     ip.add_argument("--data-dir")
     ip.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="any builder option")
-    ip.add_argument("--top-k", type=int, default=3, help="labels listed per protected group in the skew summary")
+    ip.add_argument("--top-k", type=positive_int, default=3, help="labels listed per protected group in the skew summary")
     ip.set_defaults(func=run_info)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 

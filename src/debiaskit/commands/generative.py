@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from debiaskit.commands.argtypes import non_negative_int, positive_float, positive_int, unit_right_open_float
 from debiaskit.errors import DebiaskitError
 
 
@@ -41,18 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--data-dir", default=None, help="data directory (else $DEBIASKIT_DATA)")
     t.add_argument("--splits", default="train", help="comma-separated splits to train on (default: train)")
     t.add_argument("--out", required=True, help="output directory (checkpoint, samples, log)")
-    t.add_argument("--size", type=int, default=32, help="image size of the GAN (28..64; default 32)")
-    t.add_argument("--latent-dim", type=int, default=64)
-    t.add_argument("--width", type=int, default=48, help="base channel width of G and D")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--steps", type=int, default=4000)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--ema-decay", type=float, default=0.999)
-    t.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
-    t.add_argument("--sample-every", type=int, default=250)
-    t.add_argument("--ckpt-every", type=int, default=100)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--size", type=positive_int, default=32, help="image size of the GAN (28..64; default 32)")
+    t.add_argument("--latent-dim", type=positive_int, default=64)
+    t.add_argument("--width", type=positive_int, default=48, help="base channel width of G and D")
+    t.add_argument("--batch-size", type=positive_int, default=64)
+    t.add_argument("--steps", type=positive_int, default=4000)
+    t.add_argument("--lr", type=positive_float, default=2e-4)
+    t.add_argument("--ema-decay", type=unit_right_open_float, default=0.999, help="EMA decay of G, in [0, 1)")
+    t.add_argument("--max-minutes", type=positive_float, default=None, help="stop (and checkpoint) after this wall time")
+    t.add_argument("--sample-every", type=positive_int, default=250)
+    t.add_argument("--ckpt-every", type=positive_int, default=100)
+    t.add_argument("--seed", type=non_negative_int, default=0)
+    t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     t.set_defaults(func=_train_gan)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 

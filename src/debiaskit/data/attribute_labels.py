@@ -219,7 +219,7 @@ def load_label_csv(
     if not cols:
         raise DebiaskitError(f"{p}: no label columns besides the protected column {protected!r}")
     sub = df[cols]
-    nonnum = [c for c in cols if not np.issubdtype(sub[c].dtype, np.number)]
+    nonnum = [c for c in cols if not pd.api.types.is_numeric_dtype(sub[c])]  # pandas string dtypes included
     if nonnum:
         shown = ", ".join(map(str, nonnum))
         raise DebiaskitError(f"{p}: label columns must be numeric 0/1 (or -1/1); not numeric: {shown}")

