@@ -113,8 +113,8 @@ def _metrics(exp: dict[str, Any], logits: dict[str, np.ndarray], splits: Any, cu
         out["task_metric_name"] = "test AP"
         thr = float(calibrated_threshold(y["val"], sc["val"]))
         pred = (sc["test"] > thr).astype(np.int64)
-        out["deo"] = float(deo(y["test"], pred, g["test"]))
-        out["ba"] = float(bias_amplification_cvpr21(y["test"], pred, g["test"]))
+        out["deo"] = float(deo(y["test"], pred, sensitive_features=g["test"]))
+        out["ba"] = float(bias_amplification_cvpr21(y["test"], pred, sensitive_features=g["test"]))
         out["ba_kind"] = "CVPR21 binary, calibrated threshold"
         f1_pred = pred
     else:
@@ -122,8 +122,8 @@ def _metrics(exp: dict[str, Any], logits: dict[str, np.ndarray], splits: Any, cu
         out["task_metric"] = float((pred == y["test"]).mean())  # test split is colour-uniform
         out["task_metric_name"] = "unbiased test accuracy"
         out["deo"] = None
-        out["ba"] = float(bias_amplification_directional(g["test"], y["test"], pred, direction="a->t",
-                                                         attributes_ref=g["train"], tasks_ref=y["train"]))
+        out["ba"] = float(bias_amplification_directional(y["test"], pred, sensitive_features=g["test"], direction="a->t",
+                                                         sensitive_features_ref=g["train"], y_true_ref=y["train"]))
         out["ba_kind"] = "directional A->T, train labels as reference"
         f1_pred = pred
     if args.no_leakage:

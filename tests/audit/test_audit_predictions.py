@@ -60,8 +60,8 @@ def test_binary_audit_matches_direct_metric_calls(run_cli, files, tmp_path, caps
     t = rep["targets"]["target"]
     assert t["threshold"]["value"] == pytest.approx(tau)
     assert t["metrics"]["ap"]["value"] == pytest.approx(average_precision_score(df.target, df.score))
-    assert t["metrics"]["deo"]["value"] == pytest.approx(deo(df.target, (df.score > tau).astype(int), df.bias))
-    assert t["metrics"]["kl_aligned"]["value"] == pytest.approx(score_kl(df.target, df.score, df.bias))
+    assert t["metrics"]["deo"]["value"] == pytest.approx(deo(df.target, (df.score > tau).astype(int), sensitive_features=df.bias))
+    assert t["metrics"]["kl_aligned"]["value"] == pytest.approx(score_kl(df.target, df.score, sensitive_features=df.bias))
     lo, hi = t["metrics"]["ap"]["ci"]
     assert lo <= t["metrics"]["ap"]["value"] <= hi
     assert set(t["by_group"]["by_group"]["tpr"]) == {"female", "male"}
@@ -198,3 +198,79 @@ def test_parquet_input_gives_the_same_report(run_cli, files, tmp_path):
     a = json.loads((tmp_path / "a" / "report.json").read_text())["targets"]
     b = json.loads((tmp_path / "b" / "report.json").read_text())["targets"]
     assert a == b
+
+
+def _mc_frame(n, seed):
+    """3 classes, a colour-like bias attribute with the same values (aligned cell = class equals bias)."""
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, 3, n)
+    y = np.where(rng.random(n) < 0.8, b, rng.integers(0, 3, n))
+    pred = np.where(rng.random(n) < 0.6, b, y)  # a biased model: often predicts the bias
+    logits = rng.normal(size=(n, 3))
+    logits[np.arange(n), pred] += 2.0
+    P = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return pd.DataFrame({"target": y, "bias": b, "pred": pred, "score_0": P[:, 0], "score_1": P[:, 1],
+                         "score_2": P[:, 2]})
+
+
+def test_multiclass_group_accuracies_match_the_lff_metrics(run_cli, tmp_path):
+    from debiaskit.metrics import bias_metrics
+
+    df = _mc_frame(900, 5)
+    f = tmp_path / "mc.csv"
+    df.to_csv(f, index=False)
+    rc = run_cli("audit", "predictions", f, "--target", "target", "--pred", "pred", "--protected", "bias",
+                 "--n-boot", "40", "--no-plots", "--out", tmp_path / "o")
+    assert rc == 0
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    ga = rep["group_accuracy"]
+    y, p, b = df.target.to_numpy(), df.pred.to_numpy(), df.bias.to_numpy()
+    ref = bias_metrics(y, p, sensitive_features=b, num_classes=3, num_bias=3)  # diagonal = aligned
+    for k in ("accuracy", "unbiased_accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy"):
+        assert ga["metrics"][k]["value"] == pytest.approx(ref[k]), k
+        lo, hi = ga["metrics"][k]["ci"]
+        assert lo <= ga["metrics"][k]["value"] <= hi, k
+    for grp in ("0", "1", "2"):
+        assert ga["metrics"][f"group:{grp}"]["value"] == pytest.approx((y[b == int(grp)] == p[b == int(grp)]).mean())
+    assert ga["metrics"]["worst_group_accuracy"]["ci_method"] == "simultaneous"
+    assert ga["predictions"] == "pred column 'pred'" and len(ga["cells"]) == 9
+    assert rep["targets"] == {} and "bias_amplification_zhao" in rep["summary"] and "map" not in rep["summary"]
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "Group accuracies" in md and "worst group accuracy" in md and "class predictions only" in md
+
+
+def test_multiclass_scores_give_argmax_group_accuracies_and_pred_overrides(run_cli, tmp_path):
+    df = _mc_frame(600, 6)
+    f = tmp_path / "mc.csv"
+    df.to_csv(f, index=False)
+    common = ["--target", "target", "--score", "score_0,score_1,score_2", "--protected", "bias", "--n-boot", "0",
+              "--no-plots"]
+    assert run_cli("audit", "predictions", f, *common, "--out", tmp_path / "a") == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    argmax = df[["score_0", "score_1", "score_2"]].to_numpy().argmax(1)
+    assert a["group_accuracy"]["predictions"] == "argmax of the score columns"
+    assert a["group_accuracy"]["metrics"]["accuracy"]["value"] == pytest.approx((argmax == df.target).mean())
+    assert set(a["targets"]) == {"target=0", "target=1", "target=2"}
+    df["pred2"] = (df.target + 1) % 3  # always wrong
+    df.to_csv(f, index=False)
+    assert run_cli("audit", "predictions", f, *common, "--pred", "pred2", "--out", tmp_path / "b") == 0
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert b["group_accuracy"]["metrics"]["accuracy"]["value"] == 0.0
+    assert b["summary"]["predictions_for_ba"] == "pred column 'pred2'"
+
+
+def test_pred_column_errors(run_cli, tmp_path, capsys):
+    df = _mc_frame(100, 7)
+    df.loc[0, "pred"] = 7
+    f = tmp_path / "mc.csv"
+    df.to_csv(f, index=False)
+    args = ["--protected", "bias", "--n-boot", "0", "--no-plots"]
+    rc = run_cli("audit", "predictions", f, "--target", "target", "--score", "score_0,score_1,score_2", "--pred",
+                 "pred", *args, "--out", tmp_path / "o")
+    err = capsys.readouterr().err
+    assert rc == 2 and "'pred'" in err and "7" in err and not (tmp_path / "o").exists()
+    rc = run_cli("audit", "predictions", f, "--target", "target,bias", "--pred", "pred", "--protected", "score_0",
+                 "--n-boot", "0", "--out", tmp_path / "o")
+    assert rc == 2 and "exactly one --target" in capsys.readouterr().err
+    rc = run_cli("audit", "predictions", f, "--target", "target", "--protected", "bias", "--out", tmp_path / "o")
+    assert rc == 2 and "--pred" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def test_directional_matches_brute_force_paper_formula(seed, direction):
     assert _no_ties(A, T)
     P = ((T if direction == "a->t" else A) ^ (rng.random((n, nT if direction == "a->t" else nA)) < 0.2)).astype(int)
     P[:3] = 1
-    got = bias_amplification_directional(A, T, P, direction=direction)
+    got = bias_amplification_directional(T, P, sensitive_features=A, direction=direction)
     assert got == pytest.approx(_brute_directional(A, T, P, direction), abs=1e-12)
 
 
@@ -65,12 +65,12 @@ def test_directional_reference_labels_used_for_indicator():
     Ar = (rng.random((80, 2)) < 0.5).astype(int)
     Tr = (rng.random((80, 3)) < 0.3 + 0.4 * Ar[:, :1]).astype(int)
     assert _no_ties(Ar, Tr)
-    got = bias_amplification_directional(A, T, P, attributes_ref=Ar, tasks_ref=Tr)
+    got = bias_amplification_directional(T, P, sensitive_features=A, sensitive_features_ref=Ar, y_true_ref=Tr)
     assert got == pytest.approx(_brute_directional(A, T, P, "a->t", Ar, Tr), abs=1e-12)
 
 
 def _cvpr_brute(y, p, g):
-    """½ Σ_g s_1g (P(ŷ=1|g) − P(y=1|g)) (spec §A9, 2-cell form)."""
+    """½ Σ_g s_1g (P(ŷ=1|g) − P(y=1|g)) (the 2-cell form of the CVPR 2021 BA)."""
     out = 0.0
     for k in (0, 1):
         s = np.sign(np.mean((y == 1) & (g == k)) - np.mean(y == 1) * np.mean(g == k))
@@ -85,26 +85,27 @@ def test_cvpr21_binary_form_is_the_special_case(seed):
     g = rng.integers(0, 2, n)
     y = (rng.random(n) < 0.3 + 0.3 * g).astype(int)
     p = (rng.random(n) < 0.25 + 0.45 * g).astype(int)
-    a = bias_amplification_cvpr21(y, p, g)
-    assert a == pytest.approx(bias_amplification_directional(g, y, p, direction="a->t"), abs=1e-12)
+    a = bias_amplification_cvpr21(y, p, sensitive_features=g)
+    assert a == pytest.approx(bias_amplification_directional(y, p, sensitive_features=g, direction="a->t"), abs=1e-12)
     assert a == pytest.approx(_cvpr_brute(y, p, g), abs=1e-12)
     # same numbers through torch
-    assert bias_amplification_cvpr21(torch.as_tensor(y), torch.as_tensor(p), torch.as_tensor(g)) == pytest.approx(a)
+    assert bias_amplification_cvpr21(torch.as_tensor(y), torch.as_tensor(p),
+                                     sensitive_features=torch.as_tensor(g)) == pytest.approx(a)
 
 
 def test_ba_sanity_cases():
     rng = np.random.default_rng(0)
     g = rng.integers(0, 2, 200)
     y = (rng.random(200) < 0.3 + 0.4 * g).astype(int)
-    assert bias_amplification_cvpr21(y, y, g) == 0.0  # predictions == labels
+    assert bias_amplification_cvpr21(y, y, sensitive_features=g) == 0.0  # predictions == labels
     # independent target and protected in GT -> indicator 0 -> BA 0
     g2 = np.array([0, 0, 1, 1] * 25)
     y2 = np.array([0, 1, 0, 1] * 25)
     p2 = rng.integers(0, 2, 100)
-    assert bias_amplification_cvpr21(y2, p2, g2) == 0.0
+    assert bias_amplification_cvpr21(y2, p2, sensitive_features=g2) == 0.0
     # predicting the majority class within each group amplifies
     p3 = g.copy()
-    assert bias_amplification_cvpr21(y, p3, g) > 0
+    assert bias_amplification_cvpr21(y, p3, sensitive_features=g) > 0
 
 
 def _zhao_brute(A, T, P):
@@ -127,8 +128,8 @@ def test_zhao_matches_brute_force_and_is_zero_for_perfect_predictions():
     A = np.eye(3, dtype=int)[gv]
     T = (rng.random((n, 4)) < 0.3 + 0.15 * gv[:, None]).astype(int)
     P = (T ^ (rng.random((n, 4)) < 0.25)).astype(int)
-    assert bias_amplification_zhao(gv, T, P) == pytest.approx(_zhao_brute(A, T, P), abs=1e-12)
-    assert bias_amplification_zhao(A, T, T) == 0.0
+    assert bias_amplification_zhao(T, P, sensitive_features=gv) == pytest.approx(_zhao_brute(A, T, P), abs=1e-12)
+    assert bias_amplification_zhao(T, T, sensitive_features=A) == 0.0
 
 
 def test_ba_bootstrap_batched_equals_loop():
@@ -136,21 +137,21 @@ def test_ba_bootstrap_batched_equals_loop():
     g = rng.integers(0, 2, 80)
     y = (rng.random(80) < 0.3 + 0.3 * g).astype(int)
     p = (rng.random(80) < 0.3 + 0.3 * g).astype(int)
-    fast = bootstrap(bias_amplification_cvpr21, y, p, g, n_boot=30, seed=5).values
+    fast = bootstrap(bias_amplification_cvpr21, y, p, sensitive_features=g, n_boot=30, seed=5).values
 
-    def plain(y_, p_, g_):
-        return bias_amplification_cvpr21(y_, p_, g_)
+    def plain(y_, p_, *, sensitive_features):
+        return bias_amplification_cvpr21(y_, p_, sensitive_features=sensitive_features)
 
-    slow = bootstrap(plain, y, p, g, n_boot=30, seed=5).values
+    slow = bootstrap(plain, y, p, sensitive_features=g, n_boot=30, seed=5).values
     np.testing.assert_allclose(fast, slow, atol=1e-12)
-    fast_d = bootstrap(bias_amplification_directional, g, y, p, n_boot=30, seed=5).values
+    fast_d = bootstrap(bias_amplification_directional, y, p, sensitive_features=g, n_boot=30, seed=5).values
     np.testing.assert_allclose(fast_d, slow, atol=1e-12)
 
 
 def test_ba_bad_inputs():
     with pytest.raises(DebiaskitError, match="direction"):
-        bias_amplification_directional([0, 1], [0, 1], [0, 1], direction="sideways")
+        bias_amplification_directional([0, 1], [0, 1], sensitive_features=[0, 1], direction="sideways")
     with pytest.raises(DebiaskitError, match="exactly 2"):
-        bias_amplification_cvpr21([0, 1, 1], [0, 1, 1], [0, 1, 2])
+        bias_amplification_cvpr21([0, 1, 1], [0, 1, 1], sensitive_features=[0, 1, 2])
     with pytest.raises(DebiaskitError, match="length mismatch"):
-        bias_amplification_directional([0, 1, 1], [0, 1], [0, 1])
+        bias_amplification_directional([0, 1], [0, 1], sensitive_features=[0, 1, 1])

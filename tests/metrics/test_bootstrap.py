@@ -29,8 +29,9 @@ def test_batched_values_equal_per_resample_loop():
     fast = bootstrap(average_precision, y, s, n_boot=40, seed=3)
     slow = bootstrap(lambda a, b: average_precision_score(a, b), y, s, n_boot=40, seed=3)
     np.testing.assert_allclose(fast.values, slow.values, atol=1e-12)
-    fast = bootstrap(deo, y, p, g, n_boot=40, seed=3)
-    slow = bootstrap(lambda a, b, c: deo(a, b, c), y, p, g, n_boot=40, seed=3)
+    fast = bootstrap(deo, y, p, sensitive_features=g, n_boot=40, seed=3)
+    slow = bootstrap(lambda a, b, *, sensitive_features: deo(a, b, sensitive_features=sensitive_features), y, p,
+                     sensitive_features=g, n_boot=40, seed=3)
     np.testing.assert_allclose(fast.values, slow.values, equal_nan=True, atol=1e-12)
 
 
@@ -63,9 +64,9 @@ def test_cvpr21_convention_and_summary():
     y = rng.integers(0, 2, 300)
     s = rng.random(300)
     r = bootstrap(average_precision, y, s, n_boot=100, convention="cvpr21", seed=0)
-    assert r.stat == "median" and r.interval == "2sigma" and r.n_boot == 100
+    assert r.stat == "median" and r.ci_method == "2sigma" and r.n_boot == 100 and r.ddof == 0
     assert r.estimate == pytest.approx(np.median(r.values))
-    assert r.ci_high - r.estimate == pytest.approx(2 * np.std(r.values, ddof=1))
+    assert r.ci_high - r.estimate == pytest.approx(2 * np.std(r.values))  # np.std, ddof 0, as the official code
     assert r.point == pytest.approx(average_precision_score(y, s))
     json.dumps(r.to_dict())
 
@@ -74,7 +75,7 @@ def test_undefined_resamples_are_counted_not_hidden():
     y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 1, 0])
     p = np.array([1, 0, 1, 0, 0, 0, 0, 0, 1, 1])
     g = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
-    r = bootstrap(deo, y, p, g, n_boot=200, seed=0)
+    r = bootstrap(deo, y, p, sensitive_features=g, n_boot=200, seed=0)
     assert 0 < r.n_nan < 200
     assert np.isfinite(r.median)
 
@@ -90,7 +91,7 @@ def test_bootstrap_bad_inputs():
 
 def test_index_and_count_paths_agree_and_bootstrap_many_shares_resamples(monkeypatch):
     from debiaskit.metrics import bias_amplification_directional, bootstrap_many, score_kl
-    from debiaskit.metrics._batched import PatternSums, Resamples
+    from debiaskit.metrics._batched import CellIndex, PatternSums, Resamples
     from debiaskit.metrics.bootstrap import resample_blocks
 
     rng = np.random.default_rng(4)
@@ -100,18 +101,26 @@ def test_index_and_count_paths_agree_and_bootstrap_many_shares_resamples(monkeyp
     g = rng.integers(0, 3, n)
     p = (s > 0.5).astype(int)
     R = next(resample_blocks(n, 7, seed=1))
-    Wonly = Resamples(W=R.W)
-    for fn, arrays, kw in [(deo, (y, p, g), {}), (score_kl, (y, s, g % 2), {}),
-                           (bias_amplification_directional, (g, y, p), {})]:
+    wide = Resamples(R.W.astype(np.int64))  # the uint8 block and a plain int64 count matrix agree
+    for fn, arrays, kw in [(deo, (y, p), {"sensitive_features": g}), (score_kl, (y, s), {"sensitive_features": g % 2}),
+                           (score_kl, (y, s), {"sensitive_features": g % 2, "mode": "official"}),
+                           (average_precision, (y, s), {}),
+                           (bias_amplification_directional, (y, p), {"sensitive_features": g})]:
         st = fn.batched.prepare(*arrays, **kw)
-        np.testing.assert_allclose(fn.batched.evaluate(st, R), fn.batched.evaluate(st, Wonly), equal_nan=True)
-    # pattern counting equals the plain matmul fallback
-    st = bias_amplification_directional.batched.prepare(g, y, p)
+        np.testing.assert_allclose(fn.batched.evaluate(st, R), fn.batched.evaluate(st, wide), equal_nan=True)
+    # pattern counting equals the plain matmul fallback; the two cell-count paths agree
+    st = bias_amplification_directional.batched.prepare(y, p, sensitive_features=g)
     a = bias_amplification_directional.batched.evaluate(st, R)
     monkeypatch.setattr(PatternSums, "MAX_PATTERNS", 0)
-    st2 = bias_amplification_directional.batched.prepare(g, y, p)
+    st2 = bias_amplification_directional.batched.prepare(y, p, sensitive_features=g)
     assert st2.F.cells is None
     np.testing.assert_allclose(bias_amplification_directional.batched.evaluate(st2, R), a, atol=1e-12)
-    many = bootstrap_many({"ap": (average_precision, (y, s), {}), "deo": (deo, (y, p, g), {})}, n_boot=20, seed=2)
+    codes = rng.integers(0, 40, n)
+    ref = np.stack([np.bincount(codes, weights=w, minlength=40) for w in R.W.astype(np.float64)])
+    np.testing.assert_array_equal(CellIndex(codes, 40)(Resamples(R.W)), ref)  # sorted-cumsum path (40 cells)
+    monkeypatch.setattr(CellIndex, "MATMUL_CELLS", 64)
+    np.testing.assert_array_equal(CellIndex(codes, 40)(Resamples(R.W)), ref)  # matmul path
+    many = bootstrap_many({"ap": (average_precision, (y, s), {}), "deo": (deo, (y, p), {"sensitive_features": g})},
+                          n_boot=20, seed=2)
     np.testing.assert_array_equal(many["ap"].values, bootstrap(average_precision, y, s, n_boot=20, seed=2).values)
-    np.testing.assert_array_equal(many["deo"].values, bootstrap(deo, y, p, g, n_boot=20, seed=2).values)
+    np.testing.assert_array_equal(many["deo"].values, bootstrap(deo, y, p, sensitive_features=g, n_boot=20, seed=2).values)

@@ -31,7 +31,7 @@ def test_ap_batched_equals_repeated_samples():
     y = rng.integers(0, 2, 50)
     s = np.round(rng.random(50), 1)
     W = rng.integers(0, 3, (5, 50))
-    got = average_precision_batched(y, s, W)
+    got = average_precision_batched(y, s, counts=W)
     for b in range(5):
         idx = np.repeat(np.arange(50), W[b])
         assert got[b] == pytest.approx(average_precision_score(y[idx], s[idx]), abs=1e-12)

@@ -36,7 +36,7 @@ def test_groupreport_custom_and_score_metrics_with_bootstrap():
     y, p, s, g = _data(1)
     rep = GroupReport(
         metrics={"f1": f1_score, "ap": "ap", "ap_sklearn": on_scores(average_precision_score), "n": "count"},
-        y_true=y, y_pred=p, scores=s, sensitive_features=g, n_boot=30, seed=1,
+        y_true=y, y_pred=p, y_score=s, sensitive_features=g, n_boot=30, seed=1,
     )
     bg = rep.by_group
     assert bg.loc["m", "f1"] == pytest.approx(f1_score(y[g == "m"], p[g == "m"]))
@@ -48,7 +48,7 @@ def test_groupreport_custom_and_score_metrics_with_bootstrap():
     json.dumps(d)
     assert set(d["by_group"]["ap"]) == {"f", "m", "x"}
     md = rep.to_markdown()
-    assert "group m" in md and "difference" in md and "30 bootstrap" in md
+    assert "group m" in md and "difference" in md and "over 30 resamples" in md and "simultaneous" in md
 
 
 def test_groupreport_nan_group_warns():
@@ -65,7 +65,7 @@ def test_groupreport_bad_inputs():
     y, p, s, g = _data(2, 50)
     with pytest.raises(DebiaskitError, match="unknown metric"):
         GroupReport(metrics=["auc"], y_true=y, y_pred=p, sensitive_features=g)
-    with pytest.raises(DebiaskitError, match="needs scores"):
+    with pytest.raises(DebiaskitError, match="needs y_score"):
         GroupReport(metrics=["ap"], y_true=y, y_pred=p, sensitive_features=g)
     with pytest.raises(DebiaskitError, match="at least 2"):
         GroupReport(metrics=["tpr"], y_true=y, y_pred=p, sensitive_features=np.zeros(50))

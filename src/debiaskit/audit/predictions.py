@@ -6,7 +6,16 @@ column(s) and a protected-attribute column. Three layouts are understood:
 * one binary target + one score column;
 * k binary targets + k score columns (multi-label; paired in order);
 * one multi-class target + one score column per class (one-vs-rest). Score columns are matched to
-  classes by a ``_<class>`` suffix (``score_0``, ``p_cat``), else positionally to classes ``0..K-1``.
+  classes by a ``_<class>`` suffix (``score_0``, ``p_cat``), else positionally to classes ``0..K-1``;
+* one (multi-class or binary) target + a predicted-class column ``--pred`` (with or without score
+  columns).
+
+With class predictions (``--pred``, else the argmax of per-class scores) the report also has the group
+accuracies of the LfF / DisEnt protocol (Nam et al. NeurIPS 2020; Lee et al. NeurIPS 2021): accuracy,
+accuracy per protected group, unbiased accuracy (mean over the non-empty (class, group) cells),
+worst-group accuracy (Sagawa et al. ICLR 2020) and, when the protected values name classes (a bias
+attribute such as colour = digit), aligned and conflicting accuracy — each with bootstrap intervals on the
+same resamples as the other metrics.
 
 Per (binary or one-vs-rest) task we report AP, the decision threshold (calibrated / F1-optimal on
 ``--val`` or a fixed value), DEO, equalized-odds and demographic-parity gaps, the CVPR 2021 bias
@@ -34,7 +43,7 @@ import numpy as np
 
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
-from debiaskit.io import write_json, write_text
+from debiaskit.io import md_cell, write_json, write_text
 
 __all__ = ["AuditConfig", "read_table", "run_audit", "build_tasks", "Task"]
 
@@ -54,6 +63,7 @@ class AuditConfig:
     logits: bool = False
     force: bool = False
     plots: bool = True
+    pred: str | None = None  # predicted-class column (single multi-class or binary target)
 
 
 @dataclass
@@ -71,7 +81,8 @@ class _Tasks:
     tasks: list[Task]
     class_labels: list[Any] = field(default_factory=list)
     y_class: np.ndarray | None = None  # multiclass: class index per sample
-    pred_class: np.ndarray | None = None  # multiclass: argmax
+    pred_class: np.ndarray | None = None  # predicted class index: the --pred column, else argmax of the scores
+    pred_source: str = ""  # "pred column 'x'" | "argmax of the score columns"
 
 
 # ---- reading -----------------------------------------------------------------------------------------
@@ -185,6 +196,14 @@ def build_tasks(
     frames = [(df, path)] + ([(val_df, val_path)] if val_df is not None else [])
     for d, p in frames:
         _require_columns(d, [*T, *S, cfg.protected] if d is df else [*T, *S], p)
+    if cfg.pred is not None:
+        if len(T) != 1:
+            raise DebiaskitError("--pred gives the predicted class of one target; pass exactly one --target")
+        _require_columns(df, [cfg.pred], path)
+        if df[cfg.pred].isna().any():
+            raise DebiaskitError(f"predicted-class column {cfg.pred!r} has missing values")
+    if cfg.pred is not None and not S:
+        return _pred_only_tasks(df, cfg, path)
     if len(T) == len(S):
         tasks = []
         for t, s in zip(T, S):
@@ -202,7 +221,13 @@ def build_tasks(
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise DebiaskitError("each --target column may appear only once")
-        return _Tasks("binary" if len(tasks) == 1 else "multilabel", tasks)
+        out = _Tasks("binary" if len(tasks) == 1 else "multilabel", tasks)
+        if cfg.pred is not None:  # one binary target with its predicted class
+            out.class_labels = [0, 1]
+            out.y_class = tasks[0].y.astype(np.int64)
+            out.pred_class = _map_pred(df, cfg.pred, [0, 1], path)
+            out.pred_source = f"pred column {cfg.pred!r}"
+        return out
     if len(T) == 1 and len(S) > 1:
         t = T[0]
         import pandas as pd
@@ -246,11 +271,45 @@ def build_tasks(
                 task.y_val = (per_frame[1][0] == k).astype(np.int8)
                 task.s_val = per_frame[1][1][:, k]
             tasks.append(task)
-        return _Tasks("multiclass", tasks, class_labels=labels, y_class=cls, pred_class=M.argmax(1))
+        if cfg.pred is not None:
+            pred_class, source = _map_pred(df, cfg.pred, labels, path), f"pred column {cfg.pred!r}"
+        else:
+            pred_class, source = M.argmax(1), "argmax of the score columns"
+        return _Tasks("multiclass", tasks, class_labels=labels, y_class=cls, pred_class=pred_class, pred_source=source)
     raise DebiaskitError(
         f"got {len(T)} --target and {len(S)} --score columns: give one score per target, or one multi-class "
         "target with one score column per class"
     )
+
+
+def _map_pred(df: Any, col: str, labels: list[Any], path: Path) -> np.ndarray:
+    """Class index (into ``labels``) of each value of the predicted-class column."""
+    raw = df[col].to_numpy()
+    out = np.full(len(raw), -1)
+    for k, lab in enumerate(labels):
+        out[_eq(raw, lab)] = k
+    if (out < 0).any():
+        bad = sorted({str(v) for v in raw[out < 0]})[:5]
+        raise DebiaskitError(f"predicted-class column {col!r} in {path} has values {bad} that are not classes of "
+                             f"the target ({', '.join(map(str, labels[:10]))})")
+    return out
+
+
+def _pred_only_tasks(df: Any, cfg: AuditConfig, path: Path) -> _Tasks:
+    """One target and its predicted class, no scores: only the accuracy and BA metrics apply."""
+    import pandas as pd
+
+    t = cfg.targets[0]
+    if df[t].isna().any():
+        raise DebiaskitError(f"target column {t!r} has missing values")
+    vals = pd.concat([df[t], df[cfg.pred]], ignore_index=True)
+    labels = sorted(pd.unique(vals).tolist(), key=lambda v: (str(type(v)), v))
+    cls = _map_pred(df, t, labels, path)
+    pred = _map_pred(df, cfg.pred, labels, path)
+    if len(labels) < 2:
+        raise DebiaskitError(f"target {t!r} and --pred {cfg.pred!r} hold a single class; nothing to evaluate")
+    return _Tasks("multiclass", [], class_labels=labels, y_class=cls, pred_class=pred,
+                  pred_source=f"pred column {cfg.pred!r}")
 
 
 def _eq(raw: np.ndarray, lab: Any) -> np.ndarray:
@@ -295,7 +354,8 @@ def _boot_many(jobs: dict[str, Any], cfg: AuditConfig) -> dict[str, Any]:
     if cfg.n_boot < 2:
         return {k: {"value": float(fn(*arrays, **kw))} for k, (fn, arrays, kw) in jobs.items()}
     res = bootstrap_many(jobs, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
-    return {k: {"value": r.point, "median": r.median, "std": r.std, "ci": [r.ci_low, r.ci_high], "n_nan": r.n_nan}
+    return {k: {"value": r.point, "median": r.median, "std": r.std, "ci": [r.ci_low, r.ci_high], "n_nan": r.n_nan,
+                "ci_method": r.ci_method}
             for k, r in res.items()}
 
 
@@ -321,31 +381,33 @@ def _audit_task(task: Task, g: np.ndarray, group_labels: list[str], cfg: AuditCo
         "threshold": {"mode": thr if thr in ("calibrated", "f1") else "fixed", "value": tau, "fitted_on": src},
         "predicted_positives": int(pred.sum()),
     }
+    sf = {"sensitive_features": g}
     jobs: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]] = {
         "ap": (average_precision, (task.y, task.s), {}),
-        "deo": (deo, (task.y, pred, g), {}),
-        "equalized_odds_difference": (equalized_odds_difference, (task.y, pred, g), {}),
-        "demographic_parity_difference": (demographic_parity_difference, (task.y, pred, g), {}),
-        "demographic_parity_ratio": (demographic_parity_ratio, (task.y, pred, g), {}),
-        "bias_amplification": (bias_amplification_directional, (g, task.y, pred), {}),
+        "deo": (deo, (task.y, pred), sf),
+        "equalized_odds_difference": (equalized_odds_difference, (task.y, pred), sf),
+        "demographic_parity_difference": (demographic_parity_difference, (task.y, pred), sf),
+        "demographic_parity_ratio": (demographic_parity_ratio, (task.y, pred), sf),
+        "bias_amplification": (bias_amplification_directional, (task.y, pred), sf),
     }
     if len(group_labels) == 2:
-        jobs["kl_aligned"] = (score_kl, (task.y, task.s, g), {"mode": "aligned"})
+        jobs["kl_aligned"] = (score_kl, (task.y, task.s), {**sf, "mode": "aligned"})
     m = _boot_many(jobs, cfg)
     if len(group_labels) == 2:
         if cfg.n_boot >= 2:
-            r = bootstrap(score_kl, task.y, task.s, g, n_boot=cfg.n_boot, seed=cfg.seed, mode="official",
-                          reduction="none", pool=True, convention="cvpr21")
+            r = bootstrap(score_kl, task.y, task.s, sensitive_features=g, n_boot=cfg.n_boot, seed=cfg.seed,
+                          mode="official", reduction="none", pool=True, convention="cvpr21")
             m["kl_official_cvpr21"] = {"value": r.median, "std": r.std, "ci": [r.ci_low, r.ci_high],
-                                       "n_nan": r.n_nan, "note": "median of pooled bootstrap values ± 2σ (CVPR 2021)"}
+                                       "n_nan": r.n_nan, "ci_method": r.ci_method,
+                                       "note": "median of pooled bootstrap values ± 2σ (CVPR 2021)"}
         else:
-            m["kl_official_cvpr21"] = {"value": float(score_kl(task.y, task.s, g, mode="official"))}
+            m["kl_official_cvpr21"] = {"value": float(score_kl(task.y, task.s, sensitive_features=g, mode="official"))}
     else:
         res["kl_note"] = f"score KL compares two groups; {len(group_labels)} groups present, KL not computed"
     res["metrics"] = m
     rep = GroupReport(
         metrics=["count", "base_rate", "selection_rate", "tpr", "fpr", "accuracy", "ap"],
-        y_true=task.y, y_pred=pred, scores=task.s, sensitive_features=np.asarray(group_labels, dtype=object)[g],
+        y_true=task.y, y_pred=pred, y_score=task.s, sensitive_features=np.asarray(group_labels, dtype=object)[g],
         n_boot=cfg.n_boot if cfg.n_boot >= 2 else 0, ci=cfg.ci, seed=cfg.seed,
     )
     res["by_group"] = rep.to_dict()
@@ -354,25 +416,96 @@ def _audit_task(task: Task, g: np.ndarray, group_labels: list[str], cfg: AuditCo
     return res
 
 
+def _group_accuracy(tt: _Tasks, g: np.ndarray, groups: list[str], cfg: AuditConfig) -> dict[str, Any]:
+    """LfF / DisEnt group accuracies of class predictions, with bootstrap intervals.
+
+    Cells are (true class, protected group). Percentile intervals for accuracy, per-group, unbiased,
+    aligned and conflicting accuracy; the worst-group accuracy (a minimum over cells, biased downwards
+    under resampling) gets the simultaneous interval: a max-t band over all cell accuracies mapped
+    through the minimum.
+    """
+    from debiaskit.metrics import bias_metrics
+    from debiaskit.metrics._batched import CellIndex, ones_weights, safe_div
+    from debiaskit.metrics.bootstrap import interval, resample_blocks, simultaneous_band
+
+    y, p = tt.y_class.astype(np.int64), tt.pred_class.astype(np.int64)
+    K, G = len(tt.class_labels), len(groups)
+    aligned = np.array([[str(c) == str(gr) for gr in groups] for c in tt.class_labels])  # (K, G)
+    has_aligned = bool(aligned.any() and (~aligned).any())
+    cells = CellIndex((y * G + g) * 2 + (y == p), K * G * 2)
+    present = cells(ones_weights(len(y))).reshape(K, G, 2).sum(-1) > 0  # cells present in the data
+
+    def values(R: Any) -> tuple[np.ndarray, np.ndarray]:
+        c = cells(R).reshape(-1, K, G, 2)
+        n_kg, ok_kg = c.sum(-1), c[..., 1]
+        acc_kg = np.where(present, safe_div(ok_kg, n_kg), np.nan).reshape(len(c), -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cols = [safe_div(ok_kg.sum((1, 2)), n_kg.sum((1, 2))), np.nanmean(acc_kg, 1), np.nanmin(acc_kg, 1)]
+            cols += list(safe_div(ok_kg.sum(1), n_kg.sum(1)).T)  # per protected group
+            if has_aligned:
+                cols += [np.nanmean(np.where(aligned.ravel(), acc_kg, np.nan), 1),
+                         np.nanmean(np.where(~aligned.ravel(), acc_kg, np.nan), 1)]
+        return np.stack(cols, 1), acc_kg
+
+    names = ["accuracy", "unbiased_accuracy", "worst_group_accuracy", *[f"group:{gr}" for gr in groups]]
+    if has_aligned:
+        names += ["aligned_accuracy", "conflicting_accuracy"]
+    point, point_cells = values(ones_weights(len(y)))
+    point, point_cells = point[0], point_cells[0]
+    ref = bias_metrics(y, p, sensitive_features=g, num_classes=K, num_bias=G, aligned_cells=aligned if has_aligned else
+                       np.zeros((K, G), dtype=bool))
+    assert np.isclose(point[1], ref["unbiased_accuracy"]) and np.isclose(point[2], ref["worst_group_accuracy"])
+    out: dict[str, Any] = {"predictions": tt.pred_source, "classes": [str(c) for c in tt.class_labels],
+                           "aligned_cells": "class label equals protected value" if has_aligned else None}
+    lo = hi = None
+    methods = ["percentile"] * len(names)
+    if cfg.n_boot >= 2:
+        parts, cparts = [], []
+        for R in resample_blocks(len(y), cfg.n_boot, seed=cfg.seed):
+            v, c = values(R)
+            parts.append(v)
+            cparts.append(c)
+        boot, bcells = np.concatenate(parts), np.concatenate(cparts)
+        lo, hi, _ = interval(boot, point, ci=cfg.ci, method="percentile")
+        keep = np.isfinite(point_cells)
+        L, U, _ = simultaneous_band(bcells[:, keep], point_cells[keep], ci=cfg.ci)
+        lo[2], hi[2] = L.min(), U.min()
+        methods[2] = "simultaneous"
+    metrics: dict[str, Any] = {}
+    for j, name in enumerate(names):
+        d: dict[str, Any] = {"value": float(point[j])}
+        if lo is not None:
+            d.update(ci=[float(lo[j]), float(hi[j])], ci_method=methods[j])
+        metrics[name] = d
+    out["metrics"] = metrics
+    c0 = cells(ones_weights(len(y))).reshape(K, G, 2)
+    out["cells"] = [{"class": str(tt.class_labels[k]), "group": groups[j], "aligned": bool(aligned[k, j]),
+                     "count": int(c0[k, j].sum()), "accuracy": float(c0[k, j, 1] / c0[k, j].sum())}
+                    for k in range(K) for j in range(G) if c0[k, j].sum() > 0]
+    return out
+
+
 def _audit_summary(tt: _Tasks, g: np.ndarray, preds: list[np.ndarray], cfg: AuditConfig) -> dict[str, Any]:
     from debiaskit.metrics import average_precision, bias_amplification_directional, bias_amplification_zhao
 
-    Y = np.stack([t.y for t in tt.tasks], 1)
-    S = np.stack([t.s for t in tt.tasks], 1)
     out: dict[str, Any] = {"mode": tt.mode, "n_tasks": len(tt.tasks)}
-    summary_jobs: dict[str, Any] = {"map": (average_precision, (Y, S), {})}
+    summary_jobs: dict[str, Any] = {}
+    if tt.tasks:
+        Y = np.stack([t.y for t in tt.tasks], 1)
+        S = np.stack([t.s for t in tt.tasks], 1)
+        summary_jobs["map"] = (average_precision, (Y, S), {})
     if tt.mode == "multiclass":
         y, p = tt.y_class, tt.pred_class
         K = len(tt.class_labels)
-        out["argmax_accuracy"] = float((y == p).mean())
         Tm = np.eye(K, dtype=np.int8)[y]
         Pm = np.eye(K, dtype=np.int8)[p]
-        out["predictions_for_ba"] = "argmax class"
+        out["predictions_for_ba"] = tt.pred_source
     else:
         Tm, Pm = Y, np.stack(preds, 1)
         out["predictions_for_ba"] = "thresholded scores"
-    summary_jobs["bias_amplification_directional_a2t"] = (bias_amplification_directional, (g, Tm, Pm), {})
-    summary_jobs["bias_amplification_zhao"] = (bias_amplification_zhao, (g, Tm, Pm), {})
+    summary_jobs["bias_amplification_directional_a2t"] = (bias_amplification_directional, (Tm, Pm), {"sensitive_features": g})
+    summary_jobs["bias_amplification_zhao"] = (bias_amplification_zhao, (Tm, Pm), {"sensitive_features": g})
     out.update(_boot_many(summary_jobs, cfg))
     return out
 
@@ -450,6 +583,9 @@ def _fmt(d: dict[str, Any] | None, scale: float = 1.0) -> str:
     return s
 
 
+_METHOD_NAMES = {"percentile": "percentile", "simultaneous": "simultaneous", "2sigma": "2σ", "basic": "basic",
+                 "bca": "BCa"}
+
 _LABELS = {
     "ap": "AP",
     "deo": "DEO = max pairwise TPR gap",
@@ -463,15 +599,19 @@ _LABELS = {
 
 
 def _markdown(cfg: AuditConfig, meta: dict[str, Any], results: dict[str, Any], summary: dict[str, Any] | None,
-              warns: list[str]) -> str:
-    ci_txt = f"{int(cfg.ci * 100)}% percentile bootstrap interval over {cfg.n_boot} resamples (seed {cfg.seed})"
+              warns: list[str], group_acc: dict[str, Any] | None = None) -> str:
+    ci_txt = (f"{cfg.ci * 100:g}% bootstrap intervals over {cfg.n_boot} resamples (seed {cfg.seed}), all metrics on the "
+              "same resamples; the method of each interval is named next to it (percentile; simultaneous = max-t band "
+              "over the groups' rates mapped through the gap, for gaps and ratios between groups; 2σ = median ± 2σ)")
     lines = [
         f"# Fairness audit of `{meta['input']['name']}`",
         "",
         f"- rows: {meta['input']['rows']}; sha256 `{meta['input']['sha256'][:16]}`",
         f"- protected attribute: `{cfg.protected}` with groups {', '.join(map(str, meta['groups']))}",
-        f"- layout: {meta['mode']}; targets: {', '.join(cfg.targets)}; scores: {', '.join(cfg.scores)}",
-        f"- threshold: {meta['threshold']}" + (f" (from `{cfg.val.name}`)" if cfg.val else ""),
+        f"- layout: {meta['mode']}; targets: {', '.join(cfg.targets)}; scores: {', '.join(cfg.scores) or 'none'}"
+        + (f"; predicted class: {cfg.pred}" if cfg.pred else ""),
+        (f"- threshold: {meta['threshold']}" + (f" (from `{cfg.val.name}`)" if cfg.val else "")) if results
+        else "- threshold: none (class predictions only)",
         f"- intervals: {ci_txt}" if cfg.n_boot >= 2 else "- intervals: none (--n-boot 0)",
         f"- debiaskit {__version__}; definitions: docs/metrics.md",
         "",
@@ -485,20 +625,35 @@ def _markdown(cfg: AuditConfig, meta: dict[str, Any], results: dict[str, Any], s
             f"n = {r['n']}, positives = {r['positives']} (prevalence {r['prevalence']:.4f}); threshold "
             f"{thr['value']:.6g} ({thr['mode']}, fitted on {thr['fitted_on']}); predicted positives {r['predicted_positives']}."
         )
-        lines += ["", "| metric | value [CI] |", "|---|---|"]
+        lines += ["", "| metric | value [CI] | interval |", "|---|---|---|"]
         for k, v in r["metrics"].items():
-            lines.append(f"| {_LABELS.get(k, k)} | {_fmt(v)} |")
+            lines.append(f"| {_LABELS.get(k, k)} | {_fmt(v)} | {_METHOD_NAMES.get(v.get('ci_method'), '')} |")
         if "kl_note" in r:
             lines += ["", f"_{r['kl_note']}_"]
         lines += ["", "Per group:", "", r["_group_report"].to_markdown(), ""]
         if cfg.plots:
             stem = _safe(name)
             lines += [f"![rates](plots/{stem}_rates.png) ![scores](plots/{stem}_scores.png)"]
+    if group_acc is not None:
+        ga = group_acc["metrics"]
+        lines += ["", "## Group accuracies (class predictions)", "",
+                  f"Predictions: {group_acc['predictions']}. Cells are (true class, protected group); unbiased = mean "
+                  "over non-empty cells, worst-group = minimum cell (LfF / DisEnt protocol)"
+                  + ("; aligned cells: class label equals the protected value." if group_acc["aligned_cells"] else "."),
+                  "", "| metric | value [CI] |", "|---|---|"]
+        for k, v in ga.items():
+            label = f"accuracy in group {md_cell(k[6:])}" if k.startswith("group:") else k.replace("_", " ")
+            lines.append(f"| {label} | {_fmt(v)} |")
+        if any("ci_method" in v for v in ga.values()):
+            lines += ["", "_Intervals: percentile; worst-group accuracy: simultaneous (max-t band over all cells, "
+                      "minimum taken)._"]
+        lines += ["", "| class | group | aligned | count | accuracy |", "|---|---|---|---|---|"]
+        lines += [f"| {md_cell(c['class'])} | {md_cell(c['group'])} | {'yes' if c['aligned'] else 'no'} | {c['count']} | "
+                  f"{c['accuracy']:.4f} |" for c in group_acc["cells"]]
     if summary is not None:
         lines += ["", "## All targets", "", "| metric | value [CI] |", "|---|---|"]
-        lines.append(f"| mAP (macro) | {_fmt(summary['map'])} |")
-        if "argmax_accuracy" in summary:
-            lines.append(f"| accuracy (argmax) | {summary['argmax_accuracy']:.4f} |")
+        if "map" in summary:
+            lines.append(f"| mAP (macro) | {_fmt(summary['map'])} |")
         lines.append(f"| BA A→T directional ({summary['predictions_for_ba']}) | {_fmt(summary['bias_amplification_directional_a2t'])} |")
         lines.append(f"| BA Zhao et al. 2017 | {_fmt(summary['bias_amplification_zhao'])} |")
     if warns:
@@ -526,8 +681,8 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         raise DebiaskitError(f"--n-boot must be 0 or at least 2, got {cfg.n_boot}")
     if out.exists() and not cfg.force and (not out.is_dir() or any(out.iterdir())):
         raise DebiaskitError(f"output {out} already exists; pass --force to replace it")
-    if not cfg.targets or not cfg.scores:
-        raise DebiaskitError("give at least one --target and one --score column")
+    if not cfg.targets or (not cfg.scores and cfg.pred is None):
+        raise DebiaskitError("give at least one --target and one --score column (or --pred with one --target)")
     df = read_table(path)
     val_df = read_table(cfg.val) if cfg.val else None
     if cfg.protected not in df.columns:
@@ -548,8 +703,9 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         for task in tt.tasks:
             results[task.name] = _audit_task(task, g, groups, cfg, thr)
         summary = None
-        if len(tt.tasks) > 1:
+        if len(tt.tasks) > 1 or (tt.mode == "multiclass" and tt.pred_class is not None):
             summary = _audit_summary(tt, g, [results[t.name]["_pred"] for t in tt.tasks], cfg)
+        group_acc = _group_accuracy(tt, g, groups, cfg) if tt.pred_class is not None else None
     warns: list[str] = []
     for w in caught:
         if issubclass(w.category, MetricWarning):
@@ -568,16 +724,19 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         "debiaskit_version": __version__,
         "config": {
             "targets": cfg.targets, "scores": cfg.scores, "protected": cfg.protected, "threshold": thr,
-            "n_boot": cfg.n_boot, "ci": cfg.ci, "seed": cfg.seed, "logits": cfg.logits,
-            "interval": "percentile",
+            "n_boot": cfg.n_boot, "ci": cfg.ci, "seed": cfg.seed, "logits": cfg.logits, "pred": cfg.pred,
+            "ci_method": "percentile for AP, KL, BA and per-group values; simultaneous (max-t band over groups, "
+                         "projected) for gaps and ratios between groups and the worst-group accuracy; "
+                         "official KL: median ± 2σ",
         },
         **meta,
         "targets": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()},
         "summary": summary,
+        "group_accuracy": group_acc,
         "warnings": warns,
     }
     report = _clean(report)
-    md = _markdown(cfg, meta, results, summary, warns)
+    md = _markdown(cfg, meta, results, summary, warns, group_acc)
 
     # -- write atomically: temp dir next to the destination, then rename
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,12 @@ def register(audit_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="CSV or parquet file, one row per sample")
     p.add_argument("--target", required=True, help="ground-truth column(s), comma-separated")
-    p.add_argument("--score", required=True, help="score column(s): one per target, or one per class of a "
+    p.add_argument("--score", default="", help="score column(s): one per target, or one per class of a "
                    "single multi-class target (one-vs-rest)")
     p.add_argument("--protected", required=True, help="protected-attribute column (>= 2 groups)")
+    p.add_argument("--pred", default=None, help="predicted-class column of a single (multi-class) target: adds "
+                   "accuracy, per-group, unbiased and worst-group accuracy (LfF/DisEnt); with no --score columns only "
+                   "these and the bias amplification are reported")
     p.add_argument("--val", default=None, help="validation file with the same target/score columns; thresholds "
                    "are fitted there")
     p.add_argument("--threshold", default="auto", help="calibrated | f1 | a number in (0,1) (default: calibrated "
@@ -58,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.ci < 1:
         raise DebiaskitError(f"--ci must be in (0, 1), got {args.ci}")
     cfg = AuditConfig(
-        file=path, targets=_cols(args.target), scores=_cols(args.score), protected=args.protected, out=out,
+        file=path, targets=_cols(args.target), scores=(_cols(args.score) if args.score.strip() else []), protected=args.protected, out=out,
         val=Path(args.val) if args.val else None, threshold=args.threshold, n_boot=args.n_boot, ci=args.ci,
-        seed=args.seed, logits=args.logits, force=args.force, plots=not args.no_plots,
+        seed=args.seed, logits=args.logits, force=args.force, plots=not args.no_plots, pred=args.pred,
     )
     report = run_audit(cfg)
     n_warn = len(report.get("warnings") or [])

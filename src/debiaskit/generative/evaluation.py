@@ -6,10 +6,10 @@ All metric definitions come from :mod:`debiaskit.metrics` (no copies here):
 
 * AP = ``average_precision(y, s)`` on the evaluation set;
 * τ_cal = ``calibrated_threshold`` on the **validation** scores, reused on test (``docs/latent_aug.md`` detail 8);
-* DEO = ``deo(y, s > τ_cal, g)`` = |TPR_g0 − TPR_g1|;
-* BA = ``bias_amplification_cvpr21(y, s > τ_cal, g)`` (attribute → task, eval-set indicator,
+* DEO = ``deo(y, s > τ_cal, sensitive_features=g)`` = |TPR_g0 − TPR_g1|;
+* BA = ``bias_amplification_cvpr21(y, s > τ_cal, sensitive_features=g)`` (attribute → task, eval-set indicator,
   ``docs/latent_aug.md`` detail 9);
-* KL = ``score_kl(y, s, g, mode="official", reduction="none")`` pooled over its four directional values
+* KL = ``score_kl(y, s, sensitive_features=g, mode="official", reduction="none")`` pooled over its four directional values
   (paper-comparable) and ``score_kl(..., mode="aligned")`` (our corrected variant; see metrics.kl).
 
 Each metric is bootstrapped over the evaluation set with the CVPR convention (``n_boot`` resamples,
@@ -58,16 +58,16 @@ def paper_metrics(
     vy, vs = _np(val_y).astype(np.int64), _np(val_scores).astype(np.float64)
     yy, ss, gg = _np(y).astype(np.int64), _np(scores).astype(np.float64), _np(groups).astype(np.int64)
     tau = float(calibrated_threshold(vy, vs))
-    pred = apply_threshold(ss, tau)
+    pred = apply_threshold(ss, threshold=tau)
     out: dict[str, dict[str, float]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         specs = {
             "AP": (average_precision, (yy, ss), {}, 100.0, False),
-            "DEO": (deo, (yy, pred, gg), {}, 100.0, False),
-            "BA": (bias_amplification_cvpr21, (yy, pred, gg), {}, 100.0, False),
-            "KL": (score_kl, (yy, ss, gg), {"mode": "official", "reduction": "none"}, 1.0, True),
-            "KL_aligned": (score_kl, (yy, ss, gg), {"mode": "aligned"}, 1.0, False),
+            "DEO": (deo, (yy, pred), {"sensitive_features": gg}, 100.0, False),
+            "BA": (bias_amplification_cvpr21, (yy, pred), {"sensitive_features": gg}, 100.0, False),
+            "KL": (score_kl, (yy, ss), {"sensitive_features": gg, "mode": "official", "reduction": "none"}, 1.0, True),
+            "KL_aligned": (score_kl, (yy, ss), {"sensitive_features": gg, "mode": "aligned"}, 1.0, False),
         }
         for name, (fn, arrays, kw, scale, pool) in specs.items():
             r = bootstrap(fn, *arrays, n_boot=n_boot, convention="cvpr21", pool=pool, seed=seed, **kw)

@@ -2,8 +2,8 @@
 
 A baseline attribute classifier f_a scores G(z); the hallucinated label is 1[f_a(G(z)) > τ_F1] with τ_F1
 the threshold maximising F1 on the **real validation set** (strict ``>``). The threshold search is
-:func:`debiaskit.metrics.f1_optimal_threshold` (``method="grid"`` = the paper's two-stage grid, the
-default here; ``"exact"`` checks every distinct score).
+:func:`debiaskit.metrics.f1_optimal_threshold` (``method="official"`` = the authors' two-stage grid,
+reproduced exactly, the default here; ``"exact"`` checks every distinct score).
 
 Images are labelled as uint8 (N, C, H, W) arrays, passed through the dataset's evaluation transform —
 exactly the form in which they are cached and later used for training.
@@ -59,7 +59,7 @@ class AttributeClassifier:
                for s in range(0, len(images), self.batch_size)]
         return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
-    def fit_threshold(self, images: torch.Tensor, labels: Any, *, method: Literal["grid", "exact"] = "grid") -> float:
+    def fit_threshold(self, images: torch.Tensor, labels: Any, *, method: Literal["official", "exact"] = "official") -> float:
         """Set (and return) τ_F1 on real validation images and their true 0/1 labels."""
         from debiaskit.metrics import f1_optimal_threshold
 
@@ -85,7 +85,7 @@ def classifier_from_run(
     *,
     attribute: str | None = None,
     model_file: str | None = None,
-    threshold_method: Literal["grid", "exact"] = "grid",
+    threshold_method: Literal["official", "exact"] = "official",
 ) -> AttributeClassifier:
     """Rebuild a trained baseline from a ``debiaskit train`` run directory and fit τ_F1 on its val split.
 

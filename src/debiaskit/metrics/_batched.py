@@ -3,21 +3,29 @@
 A resample of ``n`` samples drawn with replacement is represented by its **count vector** ``w`` (how
 often each original sample was drawn; ``w.sum() == n``). Every built-in metric is written as a function
 of the data and a count matrix ``W`` of shape ``(B, n)`` — one row per resample — so a whole block of
-resamples is evaluated with array operations. The point estimate is the same function with ``W = 1``.
+resamples is evaluated with array operations. The point estimate is the same function with ``W = 1``;
+a jackknife replicate is ``W = 1`` with some samples set to 0.
 
-A block of resamples is passed to metrics as a :class:`Resamples` object holding the index matrix
-``idx`` (``(B, n)``, drawn once) and, computed lazily once per block, the count matrix ``W``. Metrics that
-depend only on counts per cell (group × label × prediction, histogram bins: DEO, EO/DP gaps, BA, aligned
-KL) count ``codes[idx]`` directly — a gather from a small table plus a ``bincount`` into a few cells,
-which is cache-friendly even at n = 10^6. Metrics that need per-sample weights in a sort order (AP, the
-official KL) use ``W``.
+A block is passed to metrics as a :class:`Resamples` object. It holds ``W`` as ``uint8`` (a count above
+255 would need 256 draws of one sample; the constructor checks the row sums and widens the dtype if that
+ever happens) and caches what several metrics of the same block need: the ``float32`` copy of ``W``
+(integer counts below 2**24 are exact in float32), column subsets in a metric's sort order, row totals
+and cell counts. Work per block is therefore a few streaming passes over ``W``:
+
+* cell counts (group × label × prediction, histogram bins, attribute patterns) are ``W @ onehot`` for a
+  few cells and cumulative sums over the columns sorted by cell otherwise (:class:`CellIndex`);
+* AP and the official KL take ``W``'s columns in score order and use cumulative sums (``torch.cumsum``
+  on float32, exact for integer counts below 2**24).
 
 A built-in metric carries a :class:`BatchedSpec` in its ``batched`` attribute:
 
 * ``prepare(*arrays, **options) -> state`` validates and pre-computes what does not depend on the
-  resample (sort orders, cell codes, one-hot features);
+  resample (sort orders, cell codes, one-hot features), with the public function's signature;
 * ``evaluate(state, R) -> ndarray`` returns ``(B,)`` or ``(B, k)`` values; ``R`` is a :class:`Resamples`
-  or a plain ``(B, n)`` count matrix.
+  or a plain ``(B, n)`` count matrix;
+* optionally ``components(state, R) -> (B, m)`` and ``bounds(lo, hi) -> (lo, hi)``: the metric is a
+  monotone function of ``m`` per-group rates (a gap or ratio between groups) and ``bounds`` maps a box of
+  rate intervals to an interval of the metric (used by ``ci_method="simultaneous"``).
 """
 
 from __future__ import annotations
@@ -28,65 +36,151 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
-__all__ = ["BatchedSpec", "batched", "CellIndex", "PatternSums", "Resamples", "as_weights", "ones_weights", "safe_div"]
+__all__ = [
+    "BatchedSpec",
+    "batched",
+    "CellIndex",
+    "PatternSums",
+    "Resamples",
+    "as_resamples",
+    "counts_from_indices",
+    "cumsum_f32",
+    "ones_weights",
+    "safe_div",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: float32 holds every integer below 2**24 exactly; counts and their partial sums must stay below it
+F32_EXACT = 1 << 24
 
 
 @dataclass(frozen=True)
 class BatchedSpec:
     prepare: Callable[..., Any]
-    evaluate: Callable[[Any, np.ndarray], np.ndarray]
+    evaluate: Callable[[Any, Any], np.ndarray]
     n_arrays: int  # how many leading positional arguments are per-sample arrays (resampled jointly)
+    components: Callable[[Any, Any], np.ndarray] | None = None
+    bounds: Callable[[Any, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
 
-def batched(prepare: Callable[..., Any], evaluate: Callable[[Any, np.ndarray], np.ndarray], *, n_arrays: int):
+def batched(
+    prepare: Callable[..., Any],
+    evaluate: Callable[[Any, Any], np.ndarray],
+    *,
+    n_arrays: int,
+    components: Callable[[Any, Any], np.ndarray] | None = None,
+    bounds: Callable[[Any, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Callable[[F], F]:
     """Decorator attaching a :class:`BatchedSpec` to a public metric function."""
 
     def deco(fn: F) -> F:
-        fn.batched = BatchedSpec(prepare, evaluate, n_arrays)  # type: ignore[attr-defined]
+        fn.batched = BatchedSpec(prepare, evaluate, n_arrays, components, bounds)  # type: ignore[attr-defined]
         return fn
 
     return deco
 
 
-class Resamples:
-    """A block of bootstrap resamples: index matrix ``idx`` (B, n) and lazily its count matrix ``W``."""
+def counts_from_indices(idx: np.ndarray, n: int) -> np.ndarray:
+    """Count matrix ``(b, n)`` of an index matrix ``(b, n)`` of draws: ``W[r, i] = #{j : idx[r, j] == i}``.
 
-    def __init__(self, *, idx: np.ndarray | None = None, W: np.ndarray | None = None) -> None:
-        if idx is None and W is None:
-            raise ValueError("Resamples needs idx or W")
-        self.idx = idx
-        self._W = W
-        self._cells: dict[tuple[str, int], np.ndarray] = {}  # cell counts shared by metrics with equal codes
-        src = idx if idx is not None else W
-        self.b, self.n = src.shape  # type: ignore[union-attr]
+    Counted into ``uint8`` with ``torch.index_add_`` row by row (the row stays in cache); a row whose sum
+    is not its number of draws overflowed and is recounted in int32.
+    """
+    b, m = idx.shape
+    W = torch.zeros((b, n), dtype=torch.uint8)
+    idx = np.ascontiguousarray(idx, dtype=np.int32 if idx.dtype != np.int64 else np.int64)
+    ti = torch.from_numpy(idx if idx.flags.writeable else idx.copy())
+    ones = torch.ones(m, dtype=torch.uint8)
+    for r in range(b):
+        W[r].index_add_(0, ti[r], ones)
+    out = W.numpy()
+    if m >= 256:
+        bad = np.flatnonzero(out.sum(1, dtype=np.int64) != m)
+        if bad.size:  # practically impossible (one sample drawn 256 times); stay exact anyway
+            wide = out.astype(np.int32)
+            for r in bad:
+                wide[r] = np.bincount(idx[r], minlength=n)
+            return wide
+    return out
+
+
+def cumsum_f32(A: np.ndarray) -> np.ndarray:
+    """Row-wise cumulative sums of a non-negative integer matrix as float32 (exact below 2**24)."""
+    A = np.ascontiguousarray(A)
+    t = torch.from_numpy(A if A.flags.writeable else A.copy())
+    return torch.cumsum(t, dim=1, dtype=torch.float32).numpy()
+
+
+class Resamples:
+    """A block of count vectors ``W`` (b, n) with per-block caches shared by all metrics evaluated on it."""
+
+    def __init__(self, W: np.ndarray) -> None:
+        W = np.asarray(W)
+        if W.ndim != 2:
+            raise ValueError(f"count matrix must be 2-D, got shape {W.shape}")
+        if W.dtype.kind == "f":
+            if not np.array_equal(W, np.round(W)):
+                raise ValueError("count matrices hold integer counts")
+            W = W.astype(np.int64)
+        self.W = W
+        self.b, self.n = W.shape
+        self._cache: dict[Any, Any] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
         return (self.b, self.n)
 
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = make()
+        return hit
+
     @property
-    def W(self) -> np.ndarray:
-        if self._W is None:
-            b, n = self.b, self.n
-            small = b * n < 2**31 - 1
-            itype = np.int32 if small else np.int64
-            flat = (self.idx.astype(itype, copy=False) + (np.arange(b, dtype=itype) * n)[:, None]).ravel()
-            W = np.bincount(flat, minlength=b * n).reshape(b, n)
-            self._W = W.astype(np.int32) if small else W
-        return self._W
+    def totals(self) -> np.ndarray:
+        """Row sums (resample sizes) as float64."""
+        return self.cached("totals", lambda: self.W.sum(1, dtype=np.int64).astype(np.float64))
+
+    @property
+    def exact_f32(self) -> bool:
+        return bool(self.totals.max(initial=0) < F32_EXACT)
+
+    @property
+    def Wf(self) -> np.ndarray:
+        """``W`` as float32 (float64 when a row total reaches 2**24)."""
+        return self.cached("Wf", lambda: self.W.astype(np.float32 if self.exact_f32 else np.float64))
+
+    def take(self, cols: np.ndarray, key: Any) -> np.ndarray:
+        """``W[:, cols]`` (cached under ``key``)."""
+        return self.cached(("take", key), lambda: np.take(self.W, cols, axis=1))
+
+    def cumsum(self, cols: np.ndarray, key: Any) -> np.ndarray:
+        """Cumulative sums of ``W[:, cols]`` along the row (float32 when exact, else float64)."""
+
+        def make() -> np.ndarray:
+            sub = self.take(cols, key)
+            if self.exact_f32:
+                return cumsum_f32(sub)
+            return np.cumsum(sub, axis=1, dtype=np.float64)
+
+        return self.cached(("cumsum", key), make)
+
+    def subset(self, cols: np.ndarray) -> "Resamples":
+        """The resamples restricted to the samples ``cols`` (for per-group evaluation)."""
+        return Resamples(np.take(self.W, cols, axis=1))
 
 
-def as_weights(R: Any) -> np.ndarray:
-    """The ``(B, n)`` count matrix of a :class:`Resamples` or of a plain array."""
-    return R.W if isinstance(R, Resamples) else np.asarray(R)
+def as_resamples(R: Any) -> Resamples:
+    """A :class:`Resamples` for a Resamples object or a plain ``(B, n)`` count matrix."""
+    return R if isinstance(R, Resamples) else Resamples(np.asarray(R))
 
 
-def ones_weights(n: int) -> np.ndarray:
+def ones_weights(n: int) -> Resamples:
     """The count matrix of the original sample (one row of ones)."""
-    return np.ones((1, n), dtype=np.int64)
+    return Resamples(np.ones((1, n), dtype=np.uint8))
 
 
 def safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -98,74 +192,68 @@ def safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-class CellIndex:
-    """Weighted counts of samples per cell (disjoint categories), for a batch of count vectors.
+def _key(*parts: Any) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(np.ascontiguousarray(p).tobytes() if isinstance(p, np.ndarray) else repr(p).encode())
+    return h.hexdigest()
 
-    ``CellIndex(codes, n_cells)(W)`` equals ``[np.bincount(codes, weights=w, minlength=n_cells) for w in W]``
-    but uses one gather plus ``np.add.reduceat`` over cells sorted once.
+
+class CellIndex:
+    """Weighted counts of samples per cell (disjoint categories), for a block of count vectors.
+
+    ``CellIndex(codes, n_cells)(R)`` equals ``[np.bincount(codes, weights=w, minlength=n_cells) for w in W]``
+    (float64). With at most :attr:`MATMUL_CELLS` cells it is ``W @ onehot(codes)``; otherwise the columns
+    are taken in cell order once and the counts are differences of cumulative sums at the cell ends.
+    Metrics with equal codes share the result within a block.
     """
 
+    MATMUL_CELLS = 32
+
     def __init__(self, codes: np.ndarray, n_cells: int) -> None:
-        codes = np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1)
         self.n = codes.shape[0]
         self.n_cells = int(n_cells)
-        self._counts = np.bincount(codes, minlength=self.n_cells)
-        self.nonempty = np.flatnonzero(self._counts)
-        self._order: np.ndarray | None = None  # sort by cell, built on first use of the count-matrix path
         self.codes = codes
-        self._codes32 = codes.astype(np.int32) if self.n_cells < 2**20 else codes
-        self._key = (hashlib.sha1(self._codes32.tobytes()).hexdigest(), self.n_cells)
-        self._small: dict[Any, np.ndarray] = {}
+        self._counts = np.bincount(codes, minlength=self.n_cells)
+        self.key = _key(codes, self.n_cells)
+        self._onehot: dict[Any, np.ndarray] = {}
+        self._order: np.ndarray | None = None
+        self._ends: np.ndarray | None = None
 
-    def _from_idx(self, R: "Resamples") -> np.ndarray:
-        hit = R._cells.get(self._key)
-        if hit is None:
-            hit = R._cells[self._key] = self._count_idx(R.idx)
-        return hit
+    def _matmul(self, R: Resamples) -> np.ndarray:
+        Wf = R.Wf
+        M = self._onehot.get(Wf.dtype)
+        if M is None:
+            M = self._onehot[Wf.dtype] = np.zeros((self.n, self.n_cells), dtype=Wf.dtype)
+            M[np.arange(self.n), self.codes] = 1
+        return (Wf @ M).astype(np.float64)
 
-    def _count_idx(self, idx: np.ndarray) -> np.ndarray:
-        B = idx.shape[0]
-        top = B * self.n_cells
-        # the smallest table dtype keeps the random gather codes[idx] in cache
-        dt = np.int8 if top <= 127 else np.int16 if top <= 32767 else np.int32
-        table = self._small.get(dt)
-        if table is None:
-            table = self._small[dt] = self._codes32.astype(dt)
-        c = table[idx]
-        if B > 1:
-            c += (np.arange(B, dtype=dt) * self.n_cells)[:, None]
-        return np.bincount(c.ravel(), minlength=B * self.n_cells).reshape(B, self.n_cells).astype(np.float64)
-
-    def _sorted_layout(self) -> tuple[np.ndarray, bool, np.ndarray]:
+    def _sorted(self, R: Resamples) -> np.ndarray:
         if self._order is None:
             self._order = np.argsort(self.codes, kind="stable")
-            self._is_sorted = bool((self._order == np.arange(self.n)).all())
-            starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
-            self._starts = starts[self.nonempty]
-        return self._order, self._is_sorted, self._starts
+            self._ends = np.cumsum(self._counts) - 1  # last position of each cell in sorted order
+        C = R.cumsum(self._order, ("cells", self.key))
+        out = np.zeros((R.b, self.n_cells))
+        nonempty = self._counts > 0
+        at = np.take(C, self._ends[nonempty], axis=1).astype(np.float64)
+        out[:, nonempty] = np.diff(at, axis=1, prepend=0.0)
+        return out
 
     def __call__(self, R: Any) -> np.ndarray:
-        if isinstance(R, Resamples) and R.idx is not None:
-            return self._from_idx(R)
-        W = as_weights(R)
-        B = W.shape[0]
-        out = np.zeros((B, self.n_cells), dtype=np.float64)
-        if self.nonempty.size == 0:
-            return out
-        if B == 1:
-            out[0] = np.bincount(self.codes, weights=W[0].astype(np.float64), minlength=self.n_cells)
-            return out
-        order, is_sorted, starts = self._sorted_layout()
-        Ws = W if is_sorted else W[:, order]
-        out[:, self.nonempty] = np.add.reduceat(Ws, starts, axis=1)
-        return out
+        R = as_resamples(R)
+        if R.n != self.n:
+            raise ValueError(f"count matrix has {R.n} columns, the metric has {self.n} samples")
+        if self.n_cells <= self.MATMUL_CELLS:
+            return R.cached(("cellcount", self.key), lambda: self._matmul(R))
+        return R.cached(("cellcount", self.key), lambda: self._sorted(R))
 
 
 class PatternSums:
-    """Column sums ``W @ F`` of a binary feature matrix F, for a batch of count vectors.
+    """Column sums ``W @ F`` of a binary feature matrix F, for a block of count vectors.
 
-    When F has few distinct rows (e.g. one-hot attribute × task columns), samples are grouped by their row
-    pattern and counted with :class:`CellIndex`, then ``counts @ patterns``; otherwise a float matmul.
+    Samples are grouped by their row pattern of F and counted with :class:`CellIndex`, then
+    ``counts @ patterns``; with more than :attr:`MAX_PATTERNS` distinct rows, a float matmul.
     """
 
     MAX_PATTERNS = 4096
@@ -181,7 +269,7 @@ class PatternSums:
             self.cells = None
 
     def __call__(self, R: Any) -> np.ndarray:
+        R = as_resamples(R)
         if self.cells is not None:
             return self.cells(R) @ self.patterns
-        W = as_weights(R)
-        return W.astype(np.float64) @ self.F.astype(np.float64)
+        return R.Wf.astype(np.float64) @ self.F.astype(np.float64)

@@ -8,13 +8,24 @@ the user can fix raise :class:`~debiaskit.errors.DebiaskitError` with a one-line
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from debiaskit.errors import DebiaskitError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+
+#: What every metric accepts per sample: NumPy arrays (and anything ``np.asarray`` takes), PyTorch
+#: tensors (converted with ``detach().cpu().numpy()``), pandas Series and plain sequences.
+ArrayLike = Union[npt.ArrayLike, "torch.Tensor", "pd.Series", Sequence[Any]]
+
 __all__ = [
+    "ArrayLike",
     "MetricWarning",
     "as_numpy",
     "check_binary",
@@ -33,7 +44,7 @@ def warn(message: str) -> None:
     warnings.warn(message, MetricWarning, stacklevel=3)
 
 
-def as_numpy(x: Any, *, name: str = "input") -> np.ndarray:
+def as_numpy(x: ArrayLike, *, name: str = "input") -> np.ndarray:
     """Convert a tensor / Series / list to a NumPy array (no copy when already an array)."""
     if x is None:
         raise DebiaskitError(f"{name} is missing")
@@ -64,7 +75,7 @@ def check_lengths(**arrays: np.ndarray) -> int:
     return n
 
 
-def check_binary(y: Any, *, name: str = "y_true", allow_2d: bool = False) -> np.ndarray:
+def check_binary(y: ArrayLike, *, name: str = "y_true", allow_2d: bool = False) -> np.ndarray:
     """Return ``y`` as int8 0/1; booleans and {0., 1.} floats are accepted, anything else is an error."""
     arr = as_numpy(y, name=name)
     if arr.ndim == 0 or arr.ndim > (2 if allow_2d else 1):
@@ -86,7 +97,7 @@ def check_binary(y: Any, *, name: str = "y_true", allow_2d: bool = False) -> np.
     return arr.astype(np.int8)
 
 
-def check_scores(s: Any, *, name: str = "scores", allow_2d: bool = False, unit: bool = False) -> np.ndarray:
+def check_scores(s: ArrayLike, *, name: str = "scores", allow_2d: bool = False, unit: bool = False) -> np.ndarray:
     """Return finite float64 scores; ``unit=True`` also requires values in [0, 1] (probabilities)."""
     arr = as_numpy(s, name=name)
     if arr.ndim == 0 or arr.ndim > (2 if allow_2d else 1):
@@ -106,7 +117,7 @@ def check_scores(s: Any, *, name: str = "scores", allow_2d: bool = False, unit: 
 
 
 def check_groups(
-    g: Any, *, name: str = "sensitive_features", min_groups: int = 2
+    g: ArrayLike, *, name: str = "sensitive_features", min_groups: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encode group labels as codes ``0..G-1``; return ``(codes, labels)`` with labels sorted."""
     arr = as_numpy(g, name=name)

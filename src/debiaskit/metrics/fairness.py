@@ -28,8 +28,9 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import CellIndex, batched, ones_weights, safe_div
-from debiaskit.metrics._validation import check_binary, check_groups, check_lengths, group_name, warn
+from debiaskit.metrics._batched import CellIndex, as_resamples, batched, ones_weights, safe_div
+from debiaskit.metrics._validation import ArrayLike, check_binary, check_groups, check_lengths, group_name, warn
+from debiaskit.metrics.bootstrap import extremum_bounds
 
 __all__ = [
     "group_confusion",
@@ -56,16 +57,22 @@ class _GroupState:
     cells: CellIndex
     n_groups: int
     labels: np.ndarray
-    options: dict
+    options: dict[str, Any]
 
 
 def _prepare_groups(
-    y_true: Any, y_pred: Any, groups: Any, *, need: str = "", _warn: bool = True, **options: Any
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    sensitive_features: ArrayLike,
+    need: str = "",
+    _warn: bool = True,
+    **options: Any,
 ) -> _GroupState:
     y = check_binary(y_true, name="y_true")
     p = check_binary(y_pred, name="y_pred")
-    g, labels = check_groups(groups, name="groups")
-    check_lengths(y_true=y, y_pred=p, groups=g)
+    g, labels = check_groups(sensitive_features, name="sensitive_features")
+    check_lengths(y_true=y, y_pred=p, sensitive_features=g)
     G = len(labels)
     codes = (g * 2 + y) * 2 + p
     if _warn and need:
@@ -81,8 +88,13 @@ def _prepare_groups(
     return _GroupState(CellIndex(codes, G * 4), G, labels, options)
 
 
-def _counts(state: _GroupState, W: np.ndarray) -> np.ndarray:
-    return state.cells(W).reshape(W.shape[0], state.n_groups, 2, 2)
+def _quiet(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> _GroupState:
+    return _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features, _warn=False)
+
+
+def _counts(state: _GroupState, R: Any) -> np.ndarray:
+    R = as_resamples(R)
+    return state.cells(R).reshape(R.b, state.n_groups, 2, 2)
 
 
 def _tpr(c: np.ndarray) -> np.ndarray:
@@ -112,24 +124,31 @@ def _mean_pairwise(r: np.ndarray) -> np.ndarray:
     return gaps.mean(-1)
 
 
+def _mean_pairwise_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    G = lo.shape[-1]
+    i, j = np.triu_indices(G, 1)
+    a = np.maximum(np.maximum(lo[..., i] - hi[..., j], lo[..., j] - hi[..., i]), 0.0)
+    b = np.maximum(hi[..., i] - lo[..., j], hi[..., j] - lo[..., i])
+    return a.mean(-1), b.mean(-1)
+
+
 def _point(fn: Any, state: _GroupState) -> Any:
-    n = state.cells.n
-    return fn(state, ones_weights(n))[0]
+    return fn(state, ones_weights(state.cells.n))[0]
 
 
 # ---- per-group rates -------------------------------------------------------------------------------
 
 
-def _ev_tpr(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    return _tpr(_counts(s, W))
+def _ev_tpr(s: _GroupState, R: Any) -> np.ndarray:
+    return _tpr(_counts(s, R))
 
 
-def _ev_fpr(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    return _fpr(_counts(s, W))
+def _ev_fpr(s: _GroupState, R: Any) -> np.ndarray:
+    return _fpr(_counts(s, R))
 
 
-def _ev_sr(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    return _sr(_counts(s, W))
+def _ev_sr(s: _GroupState, R: Any) -> np.ndarray:
+    return _sr(_counts(s, R))
 
 
 def _series(values: np.ndarray, labels: np.ndarray, name: str) -> Any:
@@ -138,41 +157,43 @@ def _series(values: np.ndarray, labels: np.ndarray, name: str) -> Any:
     return pd.Series(values, index=pd.Index(labels, name="group"), name=name)
 
 
-def group_confusion(y_true: Any, y_pred: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+def group_confusion(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """Confusion counts per group: ``(counts[G, y_true, y_pred], group_labels)``."""
-    s = _prepare_groups(y_true, y_pred, groups, _warn=False)
+    s = _quiet(y_true, y_pred, sensitive_features=sensitive_features)
     return _counts(s, ones_weights(s.cells.n))[0].astype(np.int64), s.labels
 
 
-@batched(lambda y, p, g: _prepare_groups(y, p, g, _warn=False), _ev_tpr, n_arrays=3)
-def tpr_by_group(y_true: Any, y_pred: Any, groups: Any) -> Any:
+@batched(_quiet, _ev_tpr, n_arrays=2)
+def tpr_by_group(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> Any:
     """True-positive rate (recall) per group as a pandas Series (NaN + warning for a group without positives)."""
-    s = _prepare_groups(y_true, y_pred, groups, need="pos")
+    s = _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features, need="pos")
     return _series(_point(_ev_tpr, s), s.labels, "tpr")
 
 
-@batched(lambda y, p, g: _prepare_groups(y, p, g, _warn=False), _ev_fpr, n_arrays=3)
-def fpr_by_group(y_true: Any, y_pred: Any, groups: Any) -> Any:
+@batched(_quiet, _ev_fpr, n_arrays=2)
+def fpr_by_group(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> Any:
     """False-positive rate per group as a pandas Series (NaN + warning for a group without negatives)."""
-    s = _prepare_groups(y_true, y_pred, groups, need="neg")
+    s = _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features, need="neg")
     return _series(_point(_ev_fpr, s), s.labels, "fpr")
 
 
-@batched(lambda y, p, g: _prepare_groups(y, p, g, _warn=False), _ev_sr, n_arrays=3)
-def selection_rate_by_group(y_true: Any, y_pred: Any, groups: Any) -> Any:
+@batched(_quiet, _ev_sr, n_arrays=2)
+def selection_rate_by_group(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> Any:
     """Selection rate P(ŷ=1 | g) per group as a pandas Series."""
-    s = _prepare_groups(y_true, y_pred, groups)
+    s = _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features)
     return _series(_point(_ev_sr, s), s.labels, "selection_rate")
 
 
-def rates_by_group(y_true: Any, y_pred: Any, groups: Any) -> Any:
+def rates_by_group(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> Any:
     """DataFrame per group: count, positives, base_rate, selection_rate, tpr, fpr, fnr, tnr, accuracy."""
     import pandas as pd
 
-    c, labels = group_confusion(y_true, y_pred, groups)
+    c, labels = group_confusion(y_true, y_pred, sensitive_features=sensitive_features)
     c = c.astype(np.float64)
     n = c.sum((1, 2))
-    df = pd.DataFrame(
+    return pd.DataFrame(
         {
             "count": n.astype(np.int64),
             "positives": c[:, 1, :].sum(-1).astype(np.int64),
@@ -186,101 +207,147 @@ def rates_by_group(y_true: Any, y_pred: Any, groups: Any) -> Any:
         },
         index=pd.Index(labels, name="group"),
     )
-    return df
 
 
 # ---- gaps --------------------------------------------------------------------------------------------
+# Each gap is a monotone function of per-group rates; ``components`` returns those rates and ``bounds``
+# maps a box of rate intervals to an interval of the gap (``ci_method="simultaneous"`` in bootstrap).
 
 
-def _ev_deo(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    r = _tpr(_counts(s, W))
+def _ev_deo(s: _GroupState, R: Any) -> np.ndarray:
+    r = _tpr(_counts(s, R))
     return _mean_pairwise(r) if s.options.get("reduction") == "mean" else _diff(r)
 
 
-def _prep_deo(y: Any, p: Any, g: Any, *, reduction: str = "max", _warn: bool = False) -> _GroupState:
+def _bounds_deo(s: _GroupState, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if s.options.get("reduction") == "mean":
+        return _mean_pairwise_bounds(lo, hi)
+    return extremum_bounds(lo, hi, "difference")
+
+
+def _prep_deo(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, reduction: str = "max", _warn: bool = False
+) -> _GroupState:
     if reduction not in ("max", "mean"):
         raise DebiaskitError(f"reduction must be 'max' or 'mean', got {reduction!r}")
-    return _prepare_groups(y, p, g, need="pos", _warn=_warn, reduction=reduction)
+    return _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features, need="pos", _warn=_warn,
+                           reduction=reduction)
 
 
-@batched(_prep_deo, _ev_deo, n_arrays=3)
-def deo(y_true: Any, y_pred: Any, groups: Any, *, reduction: Literal["max", "mean"] = "max") -> float:
-    """Difference in equality of opportunity |TPR_g0 − TPR_g1| (Ramaswamy et al. CVPR 2021, §A9).
+@batched(_prep_deo, _ev_deo, n_arrays=2, components=_ev_tpr, bounds=_bounds_deo)
+def deo(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, reduction: Literal["max", "mean"] = "max"
+) -> float:
+    """Difference in equality of opportunity |TPR_g0 − TPR_g1| (Ramaswamy et al. CVPR 2021, DEO).
 
-    ``y_pred`` are binary predictions (for the CVPR protocol: ``scores > calibrated_threshold(val)``).
+    ``y_pred`` are binary predictions (for the CVPR protocol: ``y_score > calibrated_threshold(val)``).
     More than two groups: ``reduction="max"`` = max − min TPR, ``"mean"`` = mean |pairwise gap|.
     Returns a fraction (the paper reports ×100); NaN with a warning if a group has no positives.
     """
-    return float(_point(_ev_deo, _prep_deo(y_true, y_pred, groups, reduction=reduction, _warn=True)))
+    st = _prep_deo(y_true, y_pred, sensitive_features=sensitive_features, reduction=reduction, _warn=True)
+    return float(_point(_ev_deo, st))
 
 
-def equal_opportunity_difference(y_true: Any, y_pred: Any, groups: Any) -> float:
+def equal_opportunity_difference(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
     """max_g TPR_g − min_g TPR_g (fairlearn's name for DEO with ``reduction="max"``)."""
-    return deo(y_true, y_pred, groups, reduction="max")
+    return deo(y_true, y_pred, sensitive_features=sensitive_features, reduction="max")
 
 
-def _ev_eo_ratio(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    return _ratio(_tpr(_counts(s, W)))
+equal_opportunity_difference.batched = deo.batched  # type: ignore[attr-defined]
 
 
-@batched(lambda y, p, g: _prepare_groups(y, p, g, _warn=False), _ev_eo_ratio, n_arrays=3)
-def equal_opportunity_ratio(y_true: Any, y_pred: Any, groups: Any) -> float:
+def _ev_eo_ratio(s: _GroupState, R: Any) -> np.ndarray:
+    return _ratio(_tpr(_counts(s, R)))
+
+
+def _bounds_ratio(s: _GroupState, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return extremum_bounds(lo, hi, "ratio")
+
+
+def _bounds_difference(s: _GroupState, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return extremum_bounds(lo, hi, "difference")
+
+
+@batched(_quiet, _ev_eo_ratio, n_arrays=2, components=_ev_tpr, bounds=_bounds_ratio)
+def equal_opportunity_ratio(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
     """min_g TPR_g / max_g TPR_g (torchmetrics ``BinaryFairness`` EO reports this ratio)."""
-    return float(_point(_ev_eo_ratio, _prepare_groups(y_true, y_pred, groups, need="pos")))
+    st = _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features, need="pos")
+    return float(_point(_ev_eo_ratio, st))
 
 
-def _prep_eodds(y: Any, p: Any, g: Any, *, agg: str = "worst_case", _warn: bool = False) -> _GroupState:
+def _prep_eodds(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, agg: str = "worst_case", _warn: bool = False
+) -> _GroupState:
     if agg not in ("worst_case", "mean"):
         raise DebiaskitError(f"agg must be 'worst_case' or 'mean', got {agg!r}")
-    return _prepare_groups(y, p, g, need="posneg", _warn=_warn, agg=agg)
+    return _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features, need="posneg", _warn=_warn, agg=agg)
 
 
-def _ev_eodds_diff(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    c = _counts(s, W)
+def _ev_eodds_diff(s: _GroupState, R: Any) -> np.ndarray:
+    c = _counts(s, R)
     a, b = _diff(_tpr(c)), _diff(_fpr(c))
     return np.maximum(a, b) if s.options["agg"] == "worst_case" else (a + b) / 2
 
 
-def _ev_eodds_ratio(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    c = _counts(s, W)
+def _ev_eodds_ratio(s: _GroupState, R: Any) -> np.ndarray:
+    c = _counts(s, R)
     a, b = _ratio(_tpr(c)), _ratio(_fpr(c))
     return np.minimum(a, b) if s.options["agg"] == "worst_case" else (a + b) / 2
 
 
-@batched(_prep_eodds, _ev_eodds_diff, n_arrays=3)
+def _ev_tpr_fpr(s: _GroupState, R: Any) -> np.ndarray:
+    c = _counts(s, R)
+    return np.concatenate([_tpr(c), _fpr(c)], axis=-1)
+
+
+def _eodds_bounds(kind: str) -> Any:
+    def bounds(s: _GroupState, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        G = s.n_groups
+        (a0, a1), (b0, b1) = extremum_bounds(lo[..., :G], hi[..., :G], kind), extremum_bounds(lo[..., G:], hi[..., G:], kind)
+        if s.options["agg"] == "mean":
+            return (a0 + b0) / 2, (a1 + b1) / 2
+        pick = np.maximum if kind == "difference" else np.minimum
+        return pick(a0, b0), pick(a1, b1)
+
+    return bounds
+
+
+@batched(_prep_eodds, _ev_eodds_diff, n_arrays=2, components=_ev_tpr_fpr, bounds=_eodds_bounds("difference"))
 def equalized_odds_difference(
-    y_true: Any, y_pred: Any, groups: Any, *, agg: Literal["worst_case", "mean"] = "worst_case"
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, agg: Literal["worst_case", "mean"] = "worst_case"
 ) -> float:
     """Equalized-odds difference (Hardt et al. 2016; fairlearn convention): max (or mean) of ΔTPR and ΔFPR."""
-    return float(_point(_ev_eodds_diff, _prep_eodds(y_true, y_pred, groups, agg=agg, _warn=True)))
+    st = _prep_eodds(y_true, y_pred, sensitive_features=sensitive_features, agg=agg, _warn=True)
+    return float(_point(_ev_eodds_diff, st))
 
 
-@batched(_prep_eodds, _ev_eodds_ratio, n_arrays=3)
+@batched(_prep_eodds, _ev_eodds_ratio, n_arrays=2, components=_ev_tpr_fpr, bounds=_eodds_bounds("ratio"))
 def equalized_odds_ratio(
-    y_true: Any, y_pred: Any, groups: Any, *, agg: Literal["worst_case", "mean"] = "worst_case"
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, agg: Literal["worst_case", "mean"] = "worst_case"
 ) -> float:
     """Equalized-odds ratio (fairlearn convention): min (or mean) of the TPR and FPR min/max ratios."""
-    return float(_point(_ev_eodds_ratio, _prep_eodds(y_true, y_pred, groups, agg=agg, _warn=True)))
+    st = _prep_eodds(y_true, y_pred, sensitive_features=sensitive_features, agg=agg, _warn=True)
+    return float(_point(_ev_eodds_ratio, st))
 
 
-def _ev_dp_diff(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    return _diff(_sr(_counts(s, W)))
+def _ev_dp_diff(s: _GroupState, R: Any) -> np.ndarray:
+    return _diff(_sr(_counts(s, R)))
 
 
-def _ev_dp_ratio(s: _GroupState, W: np.ndarray) -> np.ndarray:
-    return _ratio(_sr(_counts(s, W)))
+def _ev_dp_ratio(s: _GroupState, R: Any) -> np.ndarray:
+    return _ratio(_sr(_counts(s, R)))
 
 
-@batched(lambda y, p, g: _prepare_groups(y, p, g, _warn=False), _ev_dp_diff, n_arrays=3)
-def demographic_parity_difference(y_true: Any, y_pred: Any, groups: Any) -> float:
+@batched(_quiet, _ev_dp_diff, n_arrays=2, components=_ev_sr, bounds=_bounds_difference)
+def demographic_parity_difference(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
     """max_g P(ŷ=1|g) − min_g P(ŷ=1|g) (fairlearn ``demographic_parity_difference``)."""
-    return float(_point(_ev_dp_diff, _prepare_groups(y_true, y_pred, groups)))
+    return float(_point(_ev_dp_diff, _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features)))
 
 
-@batched(lambda y, p, g: _prepare_groups(y, p, g, _warn=False), _ev_dp_ratio, n_arrays=3)
-def demographic_parity_ratio(y_true: Any, y_pred: Any, groups: Any) -> float:
+@batched(_quiet, _ev_dp_ratio, n_arrays=2, components=_ev_sr, bounds=_bounds_ratio)
+def demographic_parity_ratio(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
     """min_g P(ŷ=1|g) / max_g P(ŷ=1|g) (fairlearn ``demographic_parity_ratio``)."""
-    return float(_point(_ev_dp_ratio, _prepare_groups(y_true, y_pred, groups)))
+    return float(_point(_ev_dp_ratio, _prepare_groups(y_true, y_pred, sensitive_features=sensitive_features)))
 
 
 # ---- single-population rates (the per-group cells of a GroupReport) -----------------------------------
@@ -291,53 +358,59 @@ class _PlainState:
     cells: CellIndex
 
 
-def _prep_plain(y_true: Any, y_pred: Any) -> _PlainState:
+def _prep_plain(y_true: ArrayLike, y_pred: ArrayLike) -> _PlainState:
     y = check_binary(y_true, name="y_true")
     p = check_binary(y_pred, name="y_pred")
     check_lengths(y_true=y, y_pred=p)
     return _PlainState(CellIndex(y * 2 + p, 4))
 
 
-def _plain(s: _PlainState, W: np.ndarray) -> np.ndarray:
-    return s.cells(W).reshape(W.shape[0], 2, 2)
+def _plain(s: _PlainState, R: Any) -> np.ndarray:
+    R = as_resamples(R)
+    return s.cells(R).reshape(R.b, 2, 2)
 
 
-def _ev_tpr1(s: _PlainState, W: np.ndarray) -> np.ndarray:
-    return _tpr(_plain(s, W))
+def _ev_tpr1(s: _PlainState, R: Any) -> np.ndarray:
+    return _tpr(_plain(s, R))
 
 
-def _ev_fpr1(s: _PlainState, W: np.ndarray) -> np.ndarray:
-    return _fpr(_plain(s, W))
+def _ev_fpr1(s: _PlainState, R: Any) -> np.ndarray:
+    return _fpr(_plain(s, R))
 
 
-def _ev_sr1(s: _PlainState, W: np.ndarray) -> np.ndarray:
-    return _sr(_plain(s, W))
+def _ev_sr1(s: _PlainState, R: Any) -> np.ndarray:
+    return _sr(_plain(s, R))
 
 
-def _ev_acc1(s: _PlainState, W: np.ndarray) -> np.ndarray:
-    c = _plain(s, W)
+def _ev_acc1(s: _PlainState, R: Any) -> np.ndarray:
+    c = _plain(s, R)
     return safe_div(c[:, 0, 0] + c[:, 1, 1], c.sum((1, 2)))
 
 
+def _plain_point(fn: Any, y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    st = _prep_plain(y_true, y_pred)
+    return float(fn(st, ones_weights(st.cells.n))[0])
+
+
 @batched(_prep_plain, _ev_tpr1, n_arrays=2)
-def true_positive_rate(y_true: Any, y_pred: Any) -> float:
+def true_positive_rate(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """TPR = P(ŷ=1 | y=1); NaN when there are no positives."""
-    return float(_ev_tpr1(_prep_plain(y_true, y_pred), ones_weights(len(np.asarray(y_true))))[0])
+    return _plain_point(_ev_tpr1, y_true, y_pred)
 
 
 @batched(_prep_plain, _ev_fpr1, n_arrays=2)
-def false_positive_rate(y_true: Any, y_pred: Any) -> float:
+def false_positive_rate(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """FPR = P(ŷ=1 | y=0); NaN when there are no negatives."""
-    return float(_ev_fpr1(_prep_plain(y_true, y_pred), ones_weights(len(np.asarray(y_true))))[0])
+    return _plain_point(_ev_fpr1, y_true, y_pred)
 
 
 @batched(_prep_plain, _ev_sr1, n_arrays=2)
-def selection_rate(y_true: Any, y_pred: Any) -> float:
+def selection_rate(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """P(ŷ=1) (``y_true`` is only checked, as in fairlearn's signature)."""
-    return float(_ev_sr1(_prep_plain(y_true, y_pred), ones_weights(len(np.asarray(y_true))))[0])
+    return _plain_point(_ev_sr1, y_true, y_pred)
 
 
 @batched(_prep_plain, _ev_acc1, n_arrays=2)
-def accuracy(y_true: Any, y_pred: Any) -> float:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Binary accuracy P(ŷ = y)."""
-    return float(_ev_acc1(_prep_plain(y_true, y_pred), ones_weights(len(np.asarray(y_true))))[0])
+    return _plain_point(_ev_acc1, y_true, y_pred)

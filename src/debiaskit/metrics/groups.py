@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from debiaskit.errors import DebiaskitError
+from debiaskit.metrics._validation import ArrayLike
+
 __all__ = [
     "GROUP_METRICS",
     "bias_metrics",
@@ -38,17 +41,30 @@ GROUP_METRICS = (
 )
 
 
-def _as_long(x: Any) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).long().reshape(-1).cpu()
+def _as_long(x: ArrayLike, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        a = np.asarray(x)
+        x = a if a.flags.writeable else a.copy()  # torch warns on read-only arrays
+    t = torch.as_tensor(x)
+    if t.is_floating_point() and not bool((t == t.round()).all()):
+        raise DebiaskitError(f"{name} must hold integer class ids")
+    return t.long().reshape(-1).cpu()
 
 
 def group_accuracy_matrix(
-    preds: Any, targets: Any, bias: Any, *, num_classes: int, num_bias: int
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, num_classes: int, num_bias: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(correct, count)``, each ``(num_classes, num_bias)``, counted per (target, bias) cell."""
-    p, y, b = _as_long(preds), _as_long(targets), _as_long(bias)
+    """Return ``(correct, count)``, each ``(num_classes, num_bias)``, counted per (target, bias) cell.
+
+    ``sensitive_features`` is the bias attribute (ids ``0..num_bias-1``); ``y_true``/``y_pred`` are class ids.
+    """
+    y, p = _as_long(y_true, "y_true"), _as_long(y_pred, "y_pred")
+    b = _as_long(sensitive_features, "sensitive_features")
     if not (len(p) == len(y) == len(b)):
-        raise ValueError(f"length mismatch: preds {len(p)}, targets {len(y)}, bias {len(b)}")
+        raise DebiaskitError(f"length mismatch: y_true {len(y)}, y_pred {len(p)}, sensitive_features {len(b)}")
+    for t, name, k in ((y, "y_true", num_classes), (p, "y_pred", num_classes), (b, "sensitive_features", num_bias)):
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= k):
+            raise DebiaskitError(f"{name} has ids outside 0..{k - 1}")
     g = y * num_bias + b
     n = num_classes * num_bias
     count = torch.bincount(g, minlength=n).reshape(num_classes, num_bias)
@@ -61,68 +77,77 @@ def _cell_mean(acc: torch.Tensor, mask: torch.Tensor) -> float:
     return float(vals.mean()) if vals.numel() else math.nan
 
 
-def unbiased_accuracy(preds: Any, targets: Any, bias: Any, *, num_classes: int, num_bias: int) -> float:
-    """Mean of the per-(target, bias) cell accuracies (LfF's unbiased accuracy)."""
-    correct, count = group_accuracy_matrix(preds, targets, bias, num_classes=num_classes, num_bias=num_bias)
+def unbiased_accuracy(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, num_classes: int, num_bias: int
+) -> float:
+    """Mean of the per-(target, bias) cell accuracies over non-empty cells (LfF's unbiased accuracy)."""
+    correct, count = group_accuracy_matrix(y_true, y_pred, sensitive_features=sensitive_features,
+                                           num_classes=num_classes, num_bias=num_bias)
     acc = correct / count.double()
     return _cell_mean(acc, torch.ones_like(count, dtype=torch.bool))
 
 
-def worst_group_accuracy(preds: Any, targets: Any, bias: Any, *, num_classes: int, num_bias: int) -> float:
-    correct, count = group_accuracy_matrix(preds, targets, bias, num_classes=num_classes, num_bias=num_bias)
+def worst_group_accuracy(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike, num_classes: int, num_bias: int
+) -> float:
+    """Minimum cell accuracy over the non-empty (target, bias) cells (Sagawa et al. 2020)."""
+    correct, count = group_accuracy_matrix(y_true, y_pred, sensitive_features=sensitive_features,
+                                           num_classes=num_classes, num_bias=num_bias)
     acc = (correct / count.double())[count > 0]
     return float(acc.min()) if acc.numel() else math.nan
 
 
 def bias_metrics(
-    preds: Any,
-    targets: Any,
-    bias: Any,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     *,
+    sensitive_features: ArrayLike,
     num_classes: int,
     num_bias: int,
-    aligned_cells: Any | None = None,
+    aligned_cells: ArrayLike | None = None,
 ) -> dict[str, float]:
     """All group metrics of :data:`GROUP_METRICS` in one pass.
 
     ``aligned_cells`` is a bool ``(num_classes, num_bias)`` matrix; by default the diagonal.
     """
-    correct, count = group_accuracy_matrix(preds, targets, bias, num_classes=num_classes, num_bias=num_bias)
+    correct, count = group_accuracy_matrix(y_true, y_pred, sensitive_features=sensitive_features,
+                                           num_classes=num_classes, num_bias=num_bias)
     if aligned_cells is None:
         if num_classes != num_bias:
-            raise ValueError("aligned_cells is required when num_classes != num_bias")
+            raise DebiaskitError("aligned_cells is required when num_classes != num_bias")
         aligned_cells = torch.eye(num_classes, dtype=torch.bool)
-    aligned_cells = torch.as_tensor(aligned_cells, dtype=torch.bool).cpu()
+    aligned = torch.as_tensor(aligned_cells, dtype=torch.bool).cpu()
     acc = correct / count.double()  # NaN for empty cells
     nonempty = count > 0
     total = int(count.sum())
-    conf_n = int(count[~aligned_cells].sum())
+    conf_n = int(count[~aligned].sum())
     return {
         "accuracy": float(correct.sum() / total) if total else math.nan,
         "unbiased_accuracy": _cell_mean(acc, nonempty),
-        "aligned_accuracy": _cell_mean(acc, aligned_cells & nonempty),
-        "conflicting_accuracy": _cell_mean(acc, ~aligned_cells & nonempty),
-        "conflicting_sample_accuracy": float(correct[~aligned_cells].sum() / conf_n) if conf_n else math.nan,
+        "aligned_accuracy": _cell_mean(acc, aligned & nonempty),
+        "conflicting_accuracy": _cell_mean(acc, ~aligned & nonempty),
+        "conflicting_sample_accuracy": float(correct[~aligned].sum() / conf_n) if conf_n else math.nan,
         "worst_group_accuracy": float(acc[nonempty].min()) if nonempty.any() else math.nan,
     }
 
 
 def group_table(
-    preds: Any,
-    targets: Any,
-    bias: Any,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     *,
+    sensitive_features: ArrayLike,
     num_classes: int,
     num_bias: int,
-    aligned_cells: Any | None = None,
+    aligned_cells: ArrayLike | None = None,
     class_names: list[str] | None = None,
     bias_names: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per non-empty (target, bias) cell: names, count, accuracy, aligned flag."""
-    correct, count = group_accuracy_matrix(preds, targets, bias, num_classes=num_classes, num_bias=num_bias)
+    correct, count = group_accuracy_matrix(y_true, y_pred, sensitive_features=sensitive_features,
+                                           num_classes=num_classes, num_bias=num_bias)
     if aligned_cells is None:
         aligned_cells = torch.eye(num_classes, num_bias, dtype=torch.bool)
-    aligned_cells = torch.as_tensor(aligned_cells, dtype=torch.bool)
+    aligned = torch.as_tensor(aligned_cells, dtype=torch.bool)
     rows = []
     for y in range(num_classes):
         for b in range(num_bias):
@@ -133,7 +158,7 @@ def group_table(
                 {
                     "target": class_names[y] if class_names else y,
                     "bias": bias_names[b] if bias_names else b,
-                    "aligned": bool(aligned_cells[y, b]),
+                    "aligned": bool(aligned[y, b]),
                     "count": n,
                     "accuracy": float(correct[y, b]) / n,
                 }

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import CellIndex, as_weights, batched, ones_weights
-from debiaskit.metrics._validation import check_binary, check_groups, check_lengths, check_scores, group_name, warn
+from debiaskit.metrics._batched import CellIndex, _key, as_resamples, batched, ones_weights
+from debiaskit.metrics._validation import ArrayLike, check_binary, check_groups, check_lengths, check_scores, group_name, warn
 
 __all__ = ["score_kl", "gaussian_smooth_like_scipy", "histogram_like_numpy", "N_BINS", "EPS"]
 
@@ -70,6 +70,49 @@ def gaussian_smooth_like_scipy(counts: np.ndarray, *, integer: bool) -> np.ndarr
     return np.trunc(acc) if integer else acc
 
 
+def _first_nonzero(Ws: np.ndarray, *, last: bool = False) -> np.ndarray:
+    """Column of the first (or last) non-zero entry per row (0 for an all-zero row).
+
+    Under resampling the first present sample is almost always among the first few columns, so a short
+    window is checked first and only rows without a hit are scanned fully.
+    """
+    B, m = Ws.shape
+    k = min(m, 64)
+    win = Ws[:, m - k :][:, ::-1] if last else Ws[:, :k]
+    nz = win != 0
+    i = nz.argmax(1)
+    if last:
+        i = m - 1 - i
+    for r in np.flatnonzero(~nz.any(1)):
+        hit = np.flatnonzero(Ws[r])
+        i[r] = (hit[-1] if last else hit[0]) if hit.size else 0
+    return i
+
+
+def _hist_from_cumsum(v: np.ndarray, Ws: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """50-bin histograms per row over that row's own min..max; ``v`` sorted, ``C`` = row cumsums of ``Ws``."""
+    B, m = Ws.shape
+    out = np.zeros((B, N_BINS))
+    if m == 0:
+        return out
+    has = C[:, -1] > 0
+    first = v[_first_nonzero(Ws)]
+    last = v[_first_nonzero(Ws, last=True)]
+    same = first == last
+    first = np.where(same, first - 0.5, first)
+    last = np.where(same, last + 0.5, last)
+    step = (last - first) / N_BINS
+    edges = np.arange(N_BINS + 1, dtype=np.float64)[None, :] * step[:, None] + first[:, None]
+    edges[:, -1] = last
+    pos = np.searchsorted(v, edges.ravel(), side="left").reshape(B, N_BINS + 1)
+    pos[:, -1] = np.searchsorted(v, last, side="right")
+    at = np.take_along_axis(C, np.maximum(pos - 1, 0), axis=1).astype(np.float64)  # weight before pos
+    at[pos == 0] = 0.0
+    out = np.diff(at, axis=1)
+    out[~has] = 0.0
+    return out
+
+
 def histogram_like_numpy(values: np.ndarray, weights: np.ndarray, *, presorted: bool = False) -> np.ndarray:
     """``np.histogram(x_b, bins=50)`` for many weighted samples at once.
 
@@ -81,40 +124,11 @@ def histogram_like_numpy(values: np.ndarray, weights: np.ndarray, *, presorted: 
     """
     v = np.asarray(values, dtype=np.float64)
     W = np.asarray(weights)
-    B, m = W.shape
-    out = np.zeros((B, N_BINS))
-    if m == 0:
-        return out
     if not presorted:
         order = np.argsort(v, kind="stable")
         v, W = v[order], W[:, order]
-    C = np.zeros((B, m + 1), dtype=np.float64 if W.dtype.kind == "f" else np.int64)
-    np.cumsum(W, axis=1, out=C[:, 1:])
-    total = C[:, -1]
-    has = total > 0
-    # first / last present sample per row: C is non-decreasing within a row, so offset the rows to make
-    # the flattened array globally sorted and locate C > 0 and C == total with one searchsorted each
-    span = (total.max() if B else 0) + 1
-    off = (np.arange(B) * span)[:, None]
-    flat = (C[:, 1:] + off).ravel()
-    i_first = np.searchsorted(flat, off[:, 0] + 0.5, side="left") - np.arange(B) * m
-    i_last = np.searchsorted(flat, off[:, 0] + total - 0.5, side="left") - np.arange(B) * m
-    i_first = np.clip(i_first, 0, m - 1)
-    i_last = np.clip(i_last, 0, m - 1)
-    first = v[i_first]
-    last = v[i_last]
-    same = first == last
-    first = np.where(same, first - 0.5, first)
-    last = np.where(same, last + 0.5, last)
-    step = (last - first) / N_BINS
-    edges = np.arange(N_BINS + 1, dtype=np.float64)[None, :] * step[:, None] + first[:, None]
-    edges[:, -1] = last
-    pos = np.searchsorted(v, edges.ravel(), side="left").reshape(B, N_BINS + 1)
-    pos[:, -1] = np.searchsorted(v, last, side="right")
-    at = np.take_along_axis(C, pos, axis=1)
-    out = np.diff(at, axis=1).astype(np.float64)
-    out[~has] = 0.0
-    return out
+    C = np.cumsum(W, axis=1, dtype=np.float64 if W.dtype.kind == "f" else np.int64)
+    return _hist_from_cumsum(v, W, C)
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -137,24 +151,32 @@ def _normalise(h: np.ndarray, *, renormalise: bool) -> np.ndarray:
 class _KLState:
     mode: str
     reduction: str
-    # official: per (class, group) sample indices; aligned: one CellIndex over (class, group, bin)
-    subsets: list[tuple[np.ndarray, np.ndarray]] | None
+    n: int
+    # official: per (class, group) sample indices sorted by score, their scores and a cache key;
+    # aligned: one CellIndex over (class, group, bin)
+    subsets: list[tuple[np.ndarray, np.ndarray, str]] | None
     cells: CellIndex | None
 
 
 def _prep_kl(
-    y_true: Any, scores: Any, groups: Any, *, mode: str = "aligned", reduction: str = "mean", _warn: bool = False
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    sensitive_features: ArrayLike,
+    mode: str = "aligned",
+    reduction: str = "mean",
+    _warn: bool = False,
 ) -> _KLState:
     if mode not in ("official", "aligned"):
         raise DebiaskitError(f"mode must be 'official' or 'aligned', got {mode!r}")
     if reduction not in ("mean", "none"):
         raise DebiaskitError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     y = check_binary(y_true, name="y_true")
-    s = check_scores(scores, name="scores", unit=(mode == "aligned"))
-    g, labels = check_groups(groups, name="groups")
+    s = check_scores(y_score, name="y_score", unit=(mode == "aligned"))
+    g, labels = check_groups(sensitive_features, name="sensitive_features")
     if len(labels) != 2:
         raise DebiaskitError(f"score KL compares exactly 2 protected groups, got {len(labels)} ({labels.tolist()})")
-    check_lengths(y_true=y, scores=s, groups=g)
+    check_lengths(y_true=y, y_score=s, sensitive_features=g)
     if _warn:
         for cls in (1, 0):
             for k in (0, 1):
@@ -166,18 +188,19 @@ def _prep_kl(
             for k in (0, 1):
                 idx = np.flatnonzero((y == cls) & (g == k))
                 idx = idx[np.argsort(s[idx], kind="stable")]
-                subsets.append((idx, s[idx]))
-        return _KLState(mode, reduction, subsets, None)
+                subsets.append((idx, s[idx], _key(idx)))
+        return _KLState(mode, reduction, len(y), subsets, None)
     b = np.minimum((s * N_BINS).astype(np.int64), N_BINS - 1)  # equal bins on [0, 1], last bin closed
     codes = ((1 - y.astype(np.int64)) * 2 + g) * N_BINS + b  # class order (1, 0), group order (0, 1)
-    return _KLState(mode, reduction, None, CellIndex(codes, 4 * N_BINS))
+    return _KLState(mode, reduction, len(y), None, CellIndex(codes, 4 * N_BINS))
 
 
 def _ev_kl(st: _KLState, R: Any) -> np.ndarray:
-    B = R.shape[0]
+    R = as_resamples(R)
+    B = R.b
     if st.mode == "official":
-        W = as_weights(R)
-        hs = np.stack([histogram_like_numpy(vals, W[:, idx], presorted=True) for idx, vals in st.subsets], axis=1)  # (B, 4, 50)
+        hs = np.stack([_hist_from_cumsum(vals, R.take(idx, ("kl", key)), R.cumsum(idx, ("kl", key)))
+                       for idx, vals, key in st.subsets], axis=1)  # (B, 4, 50)
         hs = gaussian_smooth_like_scipy(hs, integer=True)
         p = _normalise(hs, renormalise=False)
     else:
@@ -191,25 +214,26 @@ def _ev_kl(st: _KLState, R: Any) -> np.ndarray:
     return vals.mean(1)
 
 
-@batched(_prep_kl, _ev_kl, n_arrays=3)
+@batched(_prep_kl, _ev_kl, n_arrays=2)
 def score_kl(
-    y_true: Any,
-    scores: Any,
-    groups: Any,
+    y_true: ArrayLike,
+    y_score: ArrayLike,
     *,
+    sensitive_features: ArrayLike,
     mode: Literal["official", "aligned"] = "aligned",
     reduction: Literal["mean", "none"] = "mean",
 ) -> float | np.ndarray:
-    """KL divergence between the two groups' score histograms, per true class (CVPR 2021 §A9).
+    """KL divergence between the two groups' score histograms, per true class (Ramaswamy et al. CVPR 2021).
 
     Args:
-        y_true: binary labels. scores: scores (probabilities in [0, 1] for ``mode="aligned"``).
-        groups: exactly two protected groups; A = the first (sorted) label, B = the second.
+        y_true: binary labels.
+        y_score: scores (probabilities in [0, 1] for ``mode="aligned"``).
+        sensitive_features: exactly two protected groups; A = the first (sorted) label, B = the second.
         mode: ``"aligned"`` (default; common bins, float smoothing, symmetric) or ``"official"``
             (bit-compatible with the gan-debiasing code). See the module docstring for why.
-        reduction: ``"mean"`` of the four directional values, or ``"none"`` for all four.
+        reduction: ``"mean"`` of the four directional values, or ``"none"`` for all four
+            ``[KL_y1(A‖B), KL_y1(B‖A), KL_y0(A‖B), KL_y0(B‖A)]``.
     """
-    st = _prep_kl(y_true, scores, groups, mode=mode, reduction=reduction, _warn=True)
-    n = len(np.asarray(check_binary(y_true)))
-    out = _ev_kl(st, ones_weights(n))[0]
+    st = _prep_kl(y_true, y_score, sensitive_features=sensitive_features, mode=mode, reduction=reduction, _warn=True)
+    out = _ev_kl(st, ones_weights(st.n))[0]
     return float(out) if np.ndim(out) == 0 else out

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import as_weights, batched, ones_weights
-from debiaskit.metrics._validation import check_binary, check_lengths, check_scores, warn
+from debiaskit.metrics._batched import Resamples, _key, as_resamples, batched, ones_weights
+from debiaskit.metrics._validation import ArrayLike, check_binary, check_lengths, check_scores, warn
 
 __all__ = ["average_precision", "mean_average_precision", "average_precision_batched"]
 
@@ -36,6 +36,7 @@ class _APLabel:
     last_pos: np.ndarray  # per score block containing positives: index (into order_pos) of its last positive
     neg_upto: np.ndarray  # per such block: number of negatives in this or higher-scored blocks
     distinct: bool = False  # no two positives share a score (then each positive is its own block)
+    key: str = ""
 
 
 @dataclass
@@ -54,17 +55,20 @@ def _prepare_label(y: np.ndarray, s: np.ndarray) -> _APLabel:
     ub = bp[np.concatenate([[True], np.diff(bp) != 0])] if bp.size else bp  # bp is non-decreasing
     last_pos = np.searchsorted(bp, ub, side="right") - 1
     neg_upto = np.searchsorted(bn, ub, side="right")
-    return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto, bool(len(ub) == len(bp)))
+    return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto, bool(len(ub) == len(bp)),
+                    _key(order[pos], order[~pos]))
 
 
-def _prepare(y_true: Any, scores: Any, *, average: Literal["macro"] | None = "macro", _warn: bool = True) -> _APState:
+def _prepare(
+    y_true: ArrayLike, y_score: ArrayLike, *, average: Literal["macro"] | None = "macro", _warn: bool = True
+) -> _APState:
     if average not in ("macro", None):
         raise DebiaskitError(f"average must be 'macro' or None, got {average!r}")
     y = check_binary(y_true, name="y_true", allow_2d=True)
-    s = check_scores(scores, name="scores", allow_2d=True)
-    check_lengths(y_true=y, scores=s)
+    s = check_scores(y_score, name="y_score", allow_2d=True)
+    check_lengths(y_true=y, y_score=s)
     if y.shape != s.shape:
-        raise DebiaskitError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
+        raise DebiaskitError(f"y_true has shape {y.shape} but y_score has shape {s.shape}; they must match")
     multilabel = y.ndim == 2
     Y = y if multilabel else y[:, None]
     S = s if multilabel else s[:, None]
@@ -77,44 +81,42 @@ def _prepare(y_true: Any, scores: Any, *, average: Literal["macro"] | None = "ma
     return _APState(labels, average, multilabel)
 
 
-def _evaluate_label(lab: _APLabel, W: np.ndarray) -> np.ndarray:
-    """AP = (1/P) Σ_blocks Δtp_block · tp_block / (tp_block + fp_block), counts weighted by W."""
-    B = W.shape[0]
+def _evaluate_label(lab: _APLabel, R: Resamples) -> np.ndarray:
+    """AP = (1/P) Σ_blocks Δtp_block · tp_block / (tp_block + fp_block), counts weighted by the rows of W.
+
+    Counts and their cumulative sums are exact integers (float32 below 2**24); precision and the sum are
+    float64.
+    """
+    B = R.b
     out = np.full(B, np.nan)
     if lab.order_pos.size == 0:
         return out
-    acc = np.float64 if W.dtype.kind == "f" else (np.int64 if lab.n >= 2**31 else np.int32)
-    Wp = W[:, lab.order_pos]
-    cp = np.cumsum(Wp, axis=1, dtype=acc)
+    cp = R.cumsum(lab.order_pos, ("ap+", lab.key))  # (B, #pos) cumulative positive weight by score
     P = cp[:, -1].astype(np.float64)
-    if lab.order_neg.size:
-        cn = np.cumsum(W[:, lab.order_neg], axis=1, dtype=acc)
-        fp = cn[:, np.maximum(lab.neg_upto - 1, 0)]
-        if lab.neg_upto.size and lab.neg_upto[0] == 0:
-            fp[:, lab.neg_upto == 0] = 0
+    if lab.distinct:  # each positive is its own block
+        tp = cp
+        dtp = R.take(lab.order_pos, ("ap+", lab.key))
     else:
-        fp = np.zeros((W.shape[0], lab.last_pos.size), dtype=acc)
-    if lab.distinct:
-        # each positive is its own block: Δtp = its weight, tp = cumulative positive weight
-        tp, dtp = cp, Wp
-    else:
-        tp = cp[:, lab.last_pos]
+        tp = np.take(cp, lab.last_pos, axis=1)
         dtp = np.diff(tp, axis=1, prepend=0)
-    tot = tp + fp
-    if acc is np.float64:
-        prec = np.zeros(tot.shape)
-        np.divide(tp, tot, out=prec, where=tot > 0)
+    if lab.order_neg.size:
+        cn = R.cumsum(lab.order_neg, ("ap-", lab.key))
+        fp = np.take(cn, np.maximum(lab.neg_upto - 1, 0), axis=1)
+        if lab.neg_upto[0] == 0:
+            fp[:, lab.neg_upto == 0] = 0
+        tot = tp + fp
     else:
-        np.maximum(tot, 1, out=tot)  # tot == 0 only where tp == 0 (term is 0 either way)
-        prec = tp / tot
-    num = np.einsum("ij,ij->i", dtp.astype(np.float64, copy=False), prec)
+        tot = tp
+    prec = np.zeros(tot.shape)
+    np.divide(tp, tot, out=prec, where=tot > 0, dtype=np.float64)  # tot == 0 only where tp == 0 (the term is 0)
+    num = np.einsum("ij,ij->i", dtp.astype(np.float64), prec)
     np.divide(num, P, out=out, where=P > 0)
     return out
 
 
 def _evaluate(state: _APState, R: Any) -> np.ndarray:
-    W = as_weights(R)
-    per = np.stack([_evaluate_label(lab, W) for lab in state.labels], axis=1)  # (B, L)
+    R = as_resamples(R)
+    per = np.stack([_evaluate_label(lab, R) for lab in state.labels], axis=1)  # (B, L)
     if not state.multilabel:
         return per[:, 0]
     if state.average == "macro":
@@ -135,41 +137,49 @@ class _quiet_nanmean:
         self._cm.__exit__(*exc)
 
 
-@batched(lambda y_true, scores, **kw: _prepare(y_true, scores, _warn=False, **kw), _evaluate, n_arrays=2)
+def _prepare_quiet(y_true: ArrayLike, y_score: ArrayLike, *, average: Literal["macro"] | None = "macro") -> _APState:
+    return _prepare(y_true, y_score, average=average, _warn=False)
+
+
+@batched(_prepare_quiet, _evaluate, n_arrays=2)
 def average_precision(
-    y_true: Any, scores: Any, *, average: Literal["macro"] | None = "macro"
+    y_true: ArrayLike, y_score: ArrayLike, *, average: Literal["macro"] | None = "macro"
 ) -> float | np.ndarray:
     """Average precision (step-wise, as scikit-learn); multi-label input gives macro mAP or per-label AP.
 
     Args:
         y_true: ``(n,)`` binary labels or ``(n, L)`` multi-hot labels (NumPy or torch).
-        scores: same shape, higher = more positive (probabilities or logits; AP is rank-based).
+        y_score: same shape, higher = more positive (probabilities or logits; AP is rank-based).
         average: ``"macro"`` (mean over labels with positives, i.e. mAP) or ``None`` (per-label array).
 
     Returns:
         AP in [0, 1] (the CVPR 2021 tables show ×100); NaN for a label without positives.
     """
-    state = _prepare(y_true, scores, average=average)
+    state = _prepare(y_true, y_score, average=average)
     out = _evaluate(state, ones_weights(state.labels[0].n))[0]
     return float(out) if np.ndim(out) == 0 else out
 
 
-def mean_average_precision(y_true: Any, scores: Any) -> float:
+def mean_average_precision(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Macro mAP over the columns of multi-hot ``y_true`` (Wang et al. ICCV 2019 report mAP on COCO)."""
-    return float(average_precision(y_true, scores, average="macro"))
+    return float(average_precision(y_true, y_score, average="macro"))
 
 
-def average_precision_batched(y_true: Any, scores: Any, weights: Any, *, average: Literal["macro"] | None = "macro") -> np.ndarray:
+def average_precision_batched(
+    y_true: ArrayLike, y_score: ArrayLike, *, counts: ArrayLike, average: Literal["macro"] | None = "macro"
+) -> np.ndarray:
     """AP for many sample-count vectors at once.
 
-    ``weights`` is a ``(B, n)`` matrix of non-negative integer counts (a bootstrap resample is the count of
+    ``counts`` is a ``(B, n)`` matrix of non-negative integer counts (a bootstrap resample is the count of
     each original sample); row ``b`` of the result equals ``average_precision`` on the data with sample
-    ``i`` repeated ``weights[b, i]`` times.
+    ``i`` repeated ``counts[b, i]`` times.
     """
-    W = np.asarray(weights)
+    W = np.asarray(counts)
     if W.ndim == 1:
         W = W[None]
-    state = _prepare(y_true, scores, average=average, _warn=False)
+    if W.dtype.kind not in "iub" or (W < 0).any():
+        raise DebiaskitError("counts must be non-negative integers (copies of each sample)")
+    state = _prepare(y_true, y_score, average=average, _warn=False)
     if W.shape[1] != state.labels[0].n:
-        raise DebiaskitError(f"weights has {W.shape[1]} columns but there are {state.labels[0].n} samples")
-    return _evaluate(state, W)
+        raise DebiaskitError(f"counts has {W.shape[1]} columns but there are {state.labels[0].n} samples")
+    return _evaluate(state, Resamples(W))

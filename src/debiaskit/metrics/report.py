@@ -1,17 +1,24 @@
 """``GroupReport``: metrics overall and per protected group, with bootstrap intervals.
 
-Modelled on fairlearn's ``MetricFrame`` (peers.md §2): keyword-only construction from a dict of metrics,
-``.overall``, ``.by_group`` (pandas), ``.difference()``, ``.ratio()``, plus ``.to_dict()`` /
-``.to_markdown()`` for reports. Bootstrap resamples are drawn over the **whole** sample (group sizes vary
-between resamples, as in fairlearn) and shared by all metrics; built-in metrics are evaluated in batches.
+Modelled on fairlearn's ``MetricFrame``: keyword-only construction from a dict of metrics, ``.overall``,
+``.by_group`` (pandas), ``.difference()``, ``.ratio()``, plus ``.to_dict()`` / ``.to_markdown()`` for
+reports. Bootstrap resamples are drawn over the **whole** sample (group sizes vary between resamples, as in
+fairlearn) and shared by all metrics; built-in metrics are evaluated in batches.
 
 Metric values may be
 
 * a built-in name: ``"count"``, ``"base_rate"``, ``"selection_rate"``, ``"accuracy"``, ``"tpr"``,
-  ``"fpr"``, ``"fnr"``, ``"tnr"`` (need ``y_pred``) and ``"ap"`` (needs ``scores``);
+  ``"fpr"``, ``"fnr"``, ``"tnr"`` (need ``y_pred``) and ``"ap"`` (needs ``y_score``);
 * any callable ``f(y_true, y_pred) -> float`` (bootstrapped with a per-resample loop unless it is a
   debiaskit batched metric);
-* ``on_scores(f)`` to call ``f(y_true, scores)`` instead.
+* ``on_scores(f)`` to call ``f(y_true, y_score)`` instead.
+
+Intervals (``ci_method``): ``"auto"`` (default) uses percentile intervals for the overall and per-group
+values and the **simultaneous** method for the differences and ratios between groups: a max-t bootstrap
+band covering every group's value at once, mapped through max − min (or min / max). The percentile
+interval of a max − min over many groups is biased upwards and can exclude the point value (see
+``docs/metrics.md``); the simultaneous one is conservative and always contains it. ``"percentile"``,
+``"basic"``, ``"bca"``, ``"simultaneous"`` and ``"2sigma"`` apply one method everywhere.
 """
 
 from __future__ import annotations
@@ -24,9 +31,27 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import BatchedSpec, as_weights, batched, safe_div
-from debiaskit.metrics._validation import check_binary, check_groups, check_lengths, check_scores, group_name, warn
-from debiaskit.metrics.bootstrap import resample_weights
+from debiaskit.io import md_cell
+from debiaskit.metrics._batched import BatchedSpec, Resamples, as_resamples, batched, safe_div
+from debiaskit.metrics._validation import (
+    ArrayLike,
+    check_binary,
+    check_groups,
+    check_lengths,
+    check_scores,
+    group_name,
+    warn,
+)
+from debiaskit.metrics.bootstrap import (
+    CI_METHODS,
+    JACKKNIFE_GROUPS,
+    CIMethod,
+    extremum_bounds,
+    interval,
+    jackknife_blocks,
+    resample_blocks,
+    simultaneous_band,
+)
 from debiaskit.metrics.fairness import accuracy, false_positive_rate, selection_rate, true_positive_rate
 from debiaskit.metrics.ranking import average_precision
 
@@ -42,42 +67,42 @@ class _ScoreMetric:
 
 
 def on_scores(fn: Callable[..., Any]) -> _ScoreMetric:
-    """Mark a metric ``fn(y_true, scores)`` so that GroupReport passes scores instead of predictions."""
+    """Mark a metric ``fn(y_true, y_score)`` so that GroupReport passes scores instead of predictions."""
     return _ScoreMetric(fn)
 
 
 def _complement(fn: Callable[..., Any]) -> Callable[..., Any]:
     spec: BatchedSpec = fn.batched  # type: ignore[attr-defined]
 
-    def ev(state: Any, W: np.ndarray) -> np.ndarray:
-        return 1.0 - spec.evaluate(state, W)
+    def ev(state: Any, R: Any) -> np.ndarray:
+        return 1.0 - spec.evaluate(state, R)
 
     @batched(spec.prepare, ev, n_arrays=2)
-    def comp(y_true: Any, y_pred: Any) -> float:
+    def comp(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         return 1.0 - fn(y_true, y_pred)
 
     return comp
 
 
-def _count_prepare(y: Any, p: Any) -> int:
+def _count_prepare(y: ArrayLike, p: ArrayLike) -> int:
     return len(y)
 
 
-def _count_eval(n: int, W: Any) -> np.ndarray:
-    return as_weights(W).sum(1).astype(np.float64)
+def _count_eval(n: int, R: Any) -> np.ndarray:
+    return as_resamples(R).totals
 
 
 @batched(_count_prepare, _count_eval, n_arrays=2)
-def _count(y_true: Any, y_pred: Any) -> float:
+def _count(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(len(y_true))
 
 
-def _base_prepare(y: Any, p: Any) -> Any:
+def _base_prepare(y: ArrayLike, p: ArrayLike) -> Any:
     return selection_rate.batched.prepare(y, y)  # type: ignore[attr-defined]
 
 
-@batched(_base_prepare, lambda s, W: selection_rate.batched.evaluate(s, W), n_arrays=2)  # type: ignore[attr-defined]
-def _base_rate(y_true: Any, y_pred: Any) -> float:
+@batched(_base_prepare, lambda s, R: selection_rate.batched.evaluate(s, R), n_arrays=2)  # type: ignore[attr-defined]
+def _base_rate(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.mean(check_binary(y_true)))
 
 
@@ -102,36 +127,62 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}"
 
 
+_METHOD_TEXT = {
+    "percentile": "percentile",
+    "basic": "basic (reflected percentile)",
+    "bca": "BCa",
+    "simultaneous": "simultaneous (max-t band over groups, projected)",
+    "2sigma": "point ± 2σ",
+}
+
+
+def _to_overall_bounds(lo: np.ndarray, hi: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of max_g |v_g − v_o| (difference) or min_g min(v_g/v_o, v_o/v_g) (ratio); column 0 = overall."""
+    lo_o, hi_o, lo_g, hi_g = lo[..., :1], hi[..., :1], lo[..., 1:], hi[..., 1:]
+    bad = np.isnan(lo).any(-1) | np.isnan(hi).any(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "difference":
+            a = np.maximum(np.maximum(lo_g - hi_o, lo_o - hi_g), 0.0).max(-1)
+            b = np.maximum(hi_g - lo_o, hi_o - lo_g).max(-1)
+        else:
+            a = (np.minimum(lo_g, lo_o) / np.maximum(hi_g, hi_o)).min(-1)
+            overlap = (lo_g <= hi_o) & (lo_o <= hi_g)
+            b = np.where(overlap, 1.0, np.minimum(hi_g, hi_o) / np.maximum(lo_g, lo_o)).min(-1)
+    return np.where(bad, np.nan, a), np.where(bad, np.nan, b)
+
+
 class GroupReport:
     """Disaggregated metrics (overall and per group) with optional bootstrap intervals.
 
     Args:
         metrics: ``{name: builtin-name | callable | on_scores(callable)}`` (or a list of built-in names).
-        y_true: binary labels. y_pred: binary predictions. scores: real-valued scores.
+        y_true: binary labels. y_pred: binary predictions. y_score: real-valued scores.
         sensitive_features: one protected-group label per sample (≥ 2 distinct values).
         n_boot: number of bootstrap resamples (0 = no intervals). ci: interval coverage.
-        interval: ``"percentile"`` or ``"2sigma"`` (point ± 2·std). seed: resampling seed.
+        ci_method: ``"auto"`` (percentile for values, simultaneous for differences/ratios) or one of
+            ``"percentile"``, ``"basic"``, ``"bca"``, ``"simultaneous"``, ``"2sigma"`` for all intervals.
+        seed: resampling seed.
     """
 
     def __init__(
         self,
         *,
         metrics: Mapping[str, Any] | list[str],
-        y_true: Any,
-        y_pred: Any = None,
-        scores: Any = None,
-        sensitive_features: Any,
+        y_true: ArrayLike,
+        y_pred: ArrayLike | None = None,
+        y_score: ArrayLike | None = None,
+        sensitive_features: ArrayLike,
         n_boot: int = 0,
         ci: float = 0.95,
-        interval: Literal["percentile", "2sigma"] = "percentile",
+        ci_method: CIMethod = "auto",
         seed: int = 0,
     ) -> None:
         if isinstance(metrics, (list, tuple)):
             metrics = {m: m for m in metrics}
         if not metrics:
             raise DebiaskitError("metrics must name at least one metric")
-        if interval not in ("percentile", "2sigma"):
-            raise DebiaskitError(f"interval must be 'percentile' or '2sigma', got {interval!r}")
+        if ci_method not in CI_METHODS:
+            raise DebiaskitError(f"ci_method must be one of {', '.join(CI_METHODS)}; got {ci_method!r}")
         if not 0 < ci < 1:
             raise DebiaskitError(f"ci must be in (0, 1), got {ci}")
         self._fns: dict[str, Any] = {}
@@ -145,18 +196,24 @@ class GroupReport:
             self._fns[str(name)] = m
         y = check_binary(y_true, name="y_true")
         p = check_binary(y_pred, name="y_pred") if y_pred is not None else None
-        s = check_scores(scores, name="scores") if scores is not None else None
+        s = check_scores(y_score, name="y_score") if y_score is not None else None
         g, labels = check_groups(sensitive_features, name="sensitive_features")
-        check_lengths(y_true=y, y_pred=p, scores=s, sensitive_features=g)
+        check_lengths(y_true=y, y_pred=p, y_score=s, sensitive_features=g)
         for name, fn in self._fns.items():
             if isinstance(fn, _ScoreMetric) and s is None:
-                raise DebiaskitError(f"metric {name!r} needs scores=...")
+                raise DebiaskitError(f"metric {name!r} needs y_score=...")
             if not isinstance(fn, _ScoreMetric) and p is None and fn is not _count and fn is not _base_rate:
                 raise DebiaskitError(f"metric {name!r} needs y_pred=...")
+        if int(n_boot) < 0 or int(n_boot) == 1:
+            raise DebiaskitError(f"n_boot must be 0 or at least 2, got {n_boot}")
         self.n = len(y)
         self.groups = [group_name(labels, k) for k in range(len(labels))]
         self._labels = labels
-        self.n_boot, self.ci, self.interval, self.seed = int(n_boot), float(ci), interval, int(seed)
+        self.n_boot, self.ci, self.seed = int(n_boot), float(ci), int(seed)
+        self.ci_method = ci_method
+        #: interval method of the overall / per-group values and of the differences / ratios
+        self.ci_method_values = "percentile" if ci_method == "auto" else ci_method
+        self.ci_method_gaps = "simultaneous" if ci_method == "auto" else ci_method
         self._y, self._p, self._s = y, (p if p is not None else y), s
         self._g = g
         self._idx = [np.flatnonzero(g == k) for k in range(len(labels))]
@@ -170,10 +227,12 @@ class GroupReport:
                 if np.isnan(self._point[1 + k, j]):
                     warn(f"metric {name!r} is undefined (NaN) for group {self.groups[k]!r}")
         self._boot: np.ndarray | None = None
+        self._jack: np.ndarray | None = None
         if self.n_boot:
-            if self.n_boot < 2:
-                raise DebiaskitError(f"n_boot must be 0 or at least 2, got {n_boot}")
-            self._boot = self._bootstrap()
+            self._boot = self._evaluate_all(resample_blocks(self.n, self.n_boot, seed=self.seed), self.n_boot)
+            if "bca" in (self.ci_method_values, self.ci_method_gaps):
+                K = self.n if self.n <= JACKKNIFE_GROUPS else JACKKNIFE_GROUPS
+                self._jack = self._evaluate_all(jackknife_blocks(self.n, seed=self.seed), K)
 
     # ---- computation -------------------------------------------------------------------------------
     def _args(self, name: str, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -197,10 +256,11 @@ class GroupReport:
         fn = fn.fn if isinstance(fn, _ScoreMetric) else fn
         return getattr(fn, "batched", None)
 
-    def _bootstrap(self) -> np.ndarray:
+    def _evaluate_all(self, blocks: Any, total: int) -> np.ndarray:
+        """Values ``(total, 1 + G, M)`` of every metric, overall and per group, for each count vector."""
         names = list(self._fns)
         G = len(self._idx)
-        out = np.full((self.n_boot, 1 + G, len(names)), np.nan)
+        out = np.full((total, 1 + G, len(names)), np.nan)
         states: dict[tuple[str, int], Any] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -210,22 +270,22 @@ class GroupReport:
                     for r, idx in enumerate([None, *self._idx]):
                         states[(name, r)] = spec.prepare(*self._args(name, idx))
             row = 0
-            for W in resample_weights(self.n, self.n_boot, seed=self.seed):
-                b = W.shape[0]
+            for R in blocks:
+                b = R.b
+                subs: list[Resamples] = [R, *(R.subset(idx) for idx in self._idx)]
                 for j, name in enumerate(names):
                     spec = self._spec(name)
                     for r, idx in enumerate([None, *self._idx]):
-                        Wr = W if idx is None else W[:, idx]
                         if spec is not None:
-                            out[row : row + b, r, j] = spec.evaluate(states[(name, r)], Wr)
-                        else:
-                            a, c = self._args(name, idx)
-                            for i in range(b):
-                                sel = np.repeat(np.arange(len(a)), Wr[i])
-                                try:
-                                    out[row + i, r, j] = float(self._fns[name](a[sel], c[sel]))
-                                except (DebiaskitError, ValueError, ZeroDivisionError):
-                                    out[row + i, r, j] = np.nan
+                            out[row : row + b, r, j] = spec.evaluate(states[(name, r)], subs[r])
+                            continue
+                        a, c = self._args(name, idx)
+                        for i in range(b):
+                            sel = np.repeat(np.arange(len(a)), subs[r].W[i])
+                            try:
+                                out[row + i, r, j] = float(self._fns[name](a[sel], c[sel]))
+                            except (DebiaskitError, ValueError, ZeroDivisionError):
+                                out[row + i, r, j] = np.nan
                 row += b
         return out
 
@@ -281,32 +341,61 @@ class GroupReport:
         self._check_method(method)
         return pd.Series(self._ratio(self._point, method), index=self.metric_names, name="ratio")
 
-    def _interval(self, values: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if self.interval == "percentile":
-                lo, hi = np.nanquantile(values, [(1 - self.ci) / 2, (1 + self.ci) / 2], axis=0)
-            else:
-                sd = np.nanstd(values, axis=0, ddof=1)
-                lo, hi = point - 2 * sd, point + 2 * sd
-        return lo, hi
-
     def _require_boot(self) -> np.ndarray:
         if self._boot is None:
             raise DebiaskitError("no bootstrap intervals: construct the GroupReport with n_boot > 0")
         return self._boot
 
+    def _clip(self, j: int) -> tuple[float, float] | None:
+        """Clip bands to [0, 1] for metrics whose values all lie there (rates, AP, accuracy)."""
+        boot = self._require_boot()[:, :, j]
+        vals = np.concatenate([self._point[:, j], boot.ravel()])
+        vals = vals[np.isfinite(vals)]
+        return (0.0, 1.0) if vals.size and vals.min() >= 0 and vals.max() <= 1 else None
+
+    def _band(self, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Simultaneous band per metric over the rows ``cols`` of (overall, groups...)."""
+        boot = self._require_boot()
+        P = self._point[cols]
+        lo, hi = np.full(P.shape, np.nan), np.full(P.shape, np.nan)
+        for j in range(P.shape[1]):
+            lo[:, j], hi[:, j], _ = simultaneous_band(boot[:, cols, j], P[:, j], ci=self.ci, clip=self._clip(j))
+        return lo, hi
+
+    def _values_interval(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        m = self.ci_method_values
+        if m == "simultaneous":
+            return self._band(rows)
+        boot = self._require_boot()
+        jack = self._jack[:, rows] if self._jack is not None else None
+        lo, hi, _ = interval(boot[:, rows], self._point[rows], ci=self.ci, method=m, jackknife=jack)
+        return lo, hi
+
+    def _gap_interval(self, kind: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+        f = self._diff if kind == "difference" else self._ratio
+        m = self.ci_method_gaps
+        if m == "simultaneous":
+            rows = slice(1, None) if method == "between_groups" else slice(0, None)
+            lo, hi = self._band(rows)  # (rows, M)
+            if method == "between_groups":
+                return extremum_bounds(lo.T, hi.T, kind)
+            return _to_overall_bounds(lo.T, hi.T, kind)
+        vals = f(self._require_boot(), method)
+        jack = f(self._jack, method) if self._jack is not None else None
+        lo, hi, _ = interval(vals, f(self._point, method), ci=self.ci, method=m, jackknife=jack)
+        return lo, hi
+
     def overall_ci(self) -> Any:
         import pandas as pd
 
-        lo, hi = self._interval(self._require_boot()[:, 0, :], self._point[0])
-        return pd.DataFrame({"ci_low": lo, "ci_high": hi}, index=self.metric_names)
+        lo, hi = self._values_interval(slice(0, 1))
+        return pd.DataFrame({"ci_low": lo[0], "ci_high": hi[0]}, index=self.metric_names)
 
     def by_group_ci(self) -> dict[str, Any]:
         """``{"ci_low": DataFrame, "ci_high": DataFrame}`` shaped like :attr:`by_group`."""
         import pandas as pd
 
-        lo, hi = self._interval(self._require_boot()[:, 1:, :], self._point[1:])
+        lo, hi = self._values_interval(slice(1, None))
         idx = pd.Index(self.groups, name="group")
         return {"ci_low": pd.DataFrame(lo, index=idx, columns=self.metric_names),
                 "ci_high": pd.DataFrame(hi, index=idx, columns=self.metric_names)}
@@ -315,17 +404,27 @@ class GroupReport:
         import pandas as pd
 
         self._check_method(method)
-        vals = self._diff(self._require_boot(), method)
-        lo, hi = self._interval(vals, self._diff(self._point, method))
+        lo, hi = self._gap_interval("difference", method)
         return pd.DataFrame({"ci_low": lo, "ci_high": hi}, index=self.metric_names)
 
     def ratio_ci(self, *, method: Literal["between_groups", "to_overall"] = "between_groups") -> Any:
         import pandas as pd
 
         self._check_method(method)
-        vals = self._ratio(self._require_boot(), method)
-        lo, hi = self._interval(vals, self._ratio(self._point, method))
+        lo, hi = self._gap_interval("ratio", method)
         return pd.DataFrame({"ci_low": lo, "ci_high": hi}, index=self.metric_names)
+
+    def interval_note(self) -> str:
+        """One line saying how the intervals were computed (for reports)."""
+        if self._boot is None:
+            return "no intervals (n_boot = 0)"
+        pct = f"{self.ci * 100:g}%"
+        if self.ci_method_values == self.ci_method_gaps:
+            how = _METHOD_TEXT[self.ci_method_values]
+        else:
+            how = (f"overall and per group: {_METHOD_TEXT[self.ci_method_values]}; difference and ratio: "
+                   f"{_METHOD_TEXT[self.ci_method_gaps]}")
+        return f"{pct} bootstrap intervals over {self.n_boot} resamples (seed {self.seed}); {how}"
 
     # ---- export ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -345,7 +444,9 @@ class GroupReport:
         }
         if self._boot is not None:
             oc, gc, dc, rc = self.overall_ci(), self.by_group_ci(), self.difference_ci(), self.ratio_ci()
-            d["bootstrap"] = {"n_boot": self.n_boot, "ci": self.ci, "interval": self.interval, "seed": self.seed}
+            d["bootstrap"] = {"n_boot": self.n_boot, "ci": self.ci, "seed": self.seed,
+                              "ci_method": {"values": self.ci_method_values, "gaps": self.ci_method_gaps},
+                              "note": self.interval_note()}
             d["overall_ci"] = {m: [clean(oc.loc[m, "ci_low"]), clean(oc.loc[m, "ci_high"])] for m in names}
             d["by_group_ci"] = {
                 m: {g: [clean(gc["ci_low"].loc[g, m]), clean(gc["ci_high"].loc[g, m])] for g in self.groups} for m in names
@@ -367,7 +468,7 @@ class GroupReport:
                 if gc is not None and m != "count":
                     v += f" [{_fmt(gc['ci_low'].loc[g, m])}, {_fmt(gc['ci_high'].loc[g, m])}]"
                 cells.append(v)
-            rows.append((f"group {g}", cells))
+            rows.append((md_cell(f"group {g}"), cells))  # a group value may hold | or a line break
         for label, vals, cis in (
             ("overall", self._point[0], self.overall_ci() if boot else None),
             ("difference", self.difference().to_numpy(), self.difference_ci() if boot else None),
@@ -383,7 +484,5 @@ class GroupReport:
         head = "| | " + " | ".join(names) + " |"
         sep = "|---|" + "---|" * len(names)
         body = ["| " + lab + " | " + " | ".join(c) + " |" for lab, c in rows]
-        note = ""
-        if boot:
-            note = f"\n\nIntervals: {self.interval} {int(self.ci * 100)}% over {self.n_boot} bootstrap resamples (seed {self.seed})."
+        note = f"\n\nIntervals: {self.interval_note()}." if boot else ""
         return "\n".join([head, sep, *body]) + note

@@ -46,7 +46,7 @@ def split_metrics(logits: torch.Tensor, dataset: BiasedDataset) -> dict[str, Any
         return {"mAP": macro_average_precision(torch.sigmoid(logits).numpy(), y.numpy()), "loss": loss}
     preds = logits.argmax(1)
     out = bias_metrics(
-        preds, y, dataset.bias.cpu(), num_classes=dataset.num_classes, num_bias=dataset.num_bias,
+        y, preds, sensitive_features=dataset.bias.cpu(), num_classes=dataset.num_classes, num_bias=dataset.num_bias,
         aligned_cells=dataset.aligned_cells.cpu(),
     )
     out["loss"] = torch.nn.functional.cross_entropy(logits, y).item() if len(y) else math.nan
