@@ -21,7 +21,7 @@ def _err(capsys):
     [
         (["train", "--dataset", "nope", "--out", "OUT"], "unknown dataset 'nope'"),
         (BASE + ["--method", "nope", "--out", "OUT"], "unknown method 'nope'"),
-        (BASE + ["--ratio", "1.5", "--out", "OUT"], "ratio must be in (0, 1)"),
+        (BASE + ["--ratio", "1.5", "--out", "OUT"], "ratio must be a number in (0, 1)"),
         (BASE + ["--steps", "0", "--out", "OUT"], "steps must be a positive integer"),
         (BASE + ["--set", "hparams.lrr=0.1", "--out", "OUT"], "unknown hparam"),
         (BASE + ["--set", "dataset.colour=1", "--out", "OUT"], "unknown dataset option"),

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=positive_float, default=2e-4)
     t.add_argument("--ema-decay", type=unit_right_open_float, default=0.999, help="EMA decay of G, in [0, 1)")
     t.add_argument("--max-minutes", type=positive_float, default=None, help="stop (and checkpoint) after this wall time")
-    t.add_argument("--sample-every", type=positive_int, default=250)
+    t.add_argument("--sample-every", type=non_negative_int, default=250, help="steps between sample grids (0: none)")
     t.add_argument("--ckpt-every", type=positive_int, default=100)
     t.add_argument("--seed", type=non_negative_int, default=0)
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
