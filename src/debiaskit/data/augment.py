@@ -1,6 +1,7 @@
 """Batch-level image transforms that run on the device holding the uint8 batch (CPU or GPU).
 
-A single function turns a uint8 ``(B, C, H, W)`` batch into the float input of the model: optional random
+A single function turns a uint8 ``(B, C, H, W)`` batch (or a float batch of a user dataset, taken as it is)
+into the float input of the model: optional random
 crop with zero padding and horizontal flip (training only), scaling to [0, 1], and optional per-channel
 normalisation. Everything is vectorised over the batch (no per-image Python or PIL).
 
@@ -58,7 +59,8 @@ def make_batch_transform(info: dict[str, Any], *, train: bool) -> BatchTransform
     def transform(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if padding or flip:
             x = random_crop_flip(x, padding=padding, flip=flip, generator=generator)
-        out = x.float().div_(255.0)
+        # uint8 images are scaled to [0, 1]; float images (user datasets, debiaskit.fit) are model inputs already
+        out = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
         if norm:
             mean = torch.tensor(norm["mean"], device=out.device, dtype=out.dtype).view(1, -1, 1, 1)
             std = torch.tensor(norm["std"], device=out.device, dtype=out.dtype).view(1, -1, 1, 1)

@@ -41,7 +41,7 @@ from debiaskit.data.registry import register_dataset
 from debiaskit.errors import DataMissingError, DebiaskitError
 from debiaskit.paths import resolve_data_dir
 
-__all__ = ["build_image_folder", "build_csv"]
+__all__ = ["absolute_path_options", "build_csv", "build_image_folder", "given_paths", "relocate_dataset"]
 
 _SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test",
                 "0": "train", "1": "val", "2": "test"}
@@ -111,6 +111,17 @@ def _name_ids(values: list[str]) -> tuple[list[str], dict[str, int]]:
     return names, {n: i for i, n in enumerate(names)}
 
 
+def resolve_bias_csv(bias_csv: str | Path, root: Path) -> Path:
+    """The bias CSV of an image tree: an absolute path as given; a relative one in ``root`` first, else the cwd."""
+    p = Path(bias_csv).expanduser()
+    if p.is_absolute():
+        return p
+    for cand in (root / p, p):
+        if cand.is_file():
+            return cand
+    return root / p
+
+
 def _read_bias_csv(path: Path, root: Path) -> dict[str, str]:
     import pandas as pd
 
@@ -169,7 +180,8 @@ def build_image_folder(
     Args:
         data_dir: the tree's root folder (default ``$DEBIASKIT_DATA``).
         bias_from: ``"subfolder"`` (``<class>/<bias>/<file>``), ``"csv"`` (``bias_csv``) or ``"none"``.
-        bias_csv: CSV with columns ``path,bias`` (``path`` relative to the root, ``/``-separated).
+        bias_csv: CSV with columns ``path,bias`` (``path`` relative to the root, ``/``-separated). A relative
+            ``bias_csv`` is looked up in the image root first, then in the current directory.
         val_fraction, test_fraction, seed: the deterministic split used when there are no split folders.
         resolution, crop, on_error, progress, num_workers: image-cache options.
     """
@@ -213,7 +225,7 @@ def build_image_folder(
                 f"(train classes: {', '.join(class_names)}); every split must use the training classes"
             )
     if bias_from == "csv":
-        table = _read_bias_csv(Path(bias_csv).expanduser(), root)
+        table = _read_bias_csv(resolve_bias_csv(bias_csv, root), root)
         lacking = [f for rows in scanned.values() for f, _, _ in rows if f.relative_to(root).as_posix() not in table]
         if lacking:
             raise DebiaskitError(f"image_folder: {len(lacking)} image(s) have no row in {bias_csv}: {_show(lacking, root)}")
@@ -330,3 +342,99 @@ def build_csv(
         info.update({"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction})
     return _assemble("csv", rows_by_split, num_classes=len(class_names), num_bias=len(bias_names),
                      class_names=class_names, bias_names=bias_names, cache=cache, info=info)
+
+
+build_image_folder.path_options = {"data_dir": ("",), "bias_csv": ("data_dir", "")}  # type: ignore[attr-defined]
+build_csv.path_options = {"path": ("", "data_dir"), "image_root": ("",), "data_dir": ("",)}  # type: ignore[attr-defined]
+
+
+# -- paths in run configs ---------------------------------------------------------------------------------
+#: path-valued options of the built-in datasets and the folders a relative value is looked up in, in order
+#: ("" = the current directory, else another option of the same dataset); builders may declare their own
+#: ``path_options`` attribute instead
+DEFAULT_PATH_OPTIONS: dict[str, tuple[str, ...]] = {"data_dir": ("",), "image_root": ("",), "frost_dir": ("",)}
+
+#: (dataset, option, absolute path) -> the text the user gave, for the run record
+_GIVEN: dict[tuple[str, str, str], str] = {}
+
+
+def _path_options(name: str) -> dict[str, tuple[str, ...]]:
+    from debiaskit.data.registry import DATASETS
+
+    builder = DATASETS.get(name)
+    return dict(getattr(builder, "path_options", None) or DEFAULT_PATH_OPTIONS)
+
+
+def absolute_path_options(dataset: dict) -> dict:
+    """A dataset config section with every path option made absolute and resolved.
+
+    A relative path is looked up in the folders its builder declares (``image_folder``'s ``bias_csv`` in the
+    image root first, ``csv``'s ``path`` in the current directory, then ``data_dir``); the first place where
+    it exists wins, else the first place is used (so an error names an absolute path). The text the user gave
+    is remembered and recorded in the run's ``result.json`` (``provenance.paths_given``).
+    """
+    name = dataset.get("name")
+    if not name:
+        return dict(dataset)
+    out = dict(dataset)
+    opts = _path_options(name)
+    # options other paths are relative to are resolved first
+    order = sorted(opts, key=lambda k: any(b for b in opts[k]))
+    for key in order:
+        value = out.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            bases = []
+            for b in opts[key]:
+                if b == "":
+                    base: Path | None = Path.cwd()
+                elif isinstance(out.get(b), str) and out.get(b):
+                    base = Path(out[b])
+                else:  # an unset data_dir means $DEBIASKIT_DATA
+                    base = resolve_data_dir(None) if b == "data_dir" else None
+                if base is not None:
+                    bases.append(base / p)
+            p = next((c for c in bases if c.exists()), bases[0] if bases else Path.cwd() / p)
+        resolved = str(p.resolve())
+        if resolved != value:
+            _GIVEN[(name, key, resolved)] = value
+        out[key] = resolved
+    return out
+
+
+def given_paths(dataset: dict) -> dict[str, str]:
+    """``{option: text the user gave}`` for the path options :func:`absolute_path_options` rewrote."""
+    name = dataset.get("name")
+    return {k: _GIVEN[(name, k, v)] for k, v in dataset.items() if isinstance(v, str) and (name, k, v) in _GIVEN}
+
+
+def relocate_dataset(dataset: dict, data_dir: str | Path) -> dict:
+    """The dataset config section with its data moved to ``data_dir`` (``predict`` / ``audit model --data-dir``).
+
+    ``data_dir`` replaces the recorded data folder; every other path option that lay inside the old folder
+    (for ``csv`` without a ``data_dir``: the CSV's folder) is moved along with it, keeping its relative part.
+    Paths outside it are kept. The run's data fingerprint still guards against different data.
+    """
+    name = dataset.get("name")
+    new_root = Path(data_dir).expanduser().resolve()
+    if not new_root.is_dir():
+        raise DebiaskitError(f"--data-dir {data_dir} is not a folder")
+    opts = _path_options(name) if name else dict(DEFAULT_PATH_OPTIONS)
+    out = dict(dataset)
+    old = out.get("data_dir")
+    if not old and isinstance(out.get("path"), str) and "path" in opts:
+        old = str(Path(out["path"]).parent)
+    for key in opts:
+        value = out.get(key)
+        if key == "data_dir" or not isinstance(value, str) or not old:
+            continue
+        try:
+            rel = Path(value).relative_to(old)
+        except ValueError:
+            continue
+        out[key] = str(new_root / rel)
+    if "data_dir" in opts or "data_dir" in out:
+        out["data_dir"] = str(new_root)
+    return out

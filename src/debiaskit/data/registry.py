@@ -29,6 +29,7 @@ _BUILTIN_MODULES: list[str] = [
     "debiaskit.data.waterbirds",
     "debiaskit.data.wang2019_images",
     "debiaskit.data.generic",
+    "debiaskit.data.adapters",  # "user": data handed to debiaskit.fit
 ]
 DATASETS: Registry[Callable[..., DatasetSplits]] = Registry("dataset", builtin_modules=_BUILTIN_MODULES)
 

@@ -17,6 +17,8 @@ _BUILTIN_MODULES: list[str] = [
     "debiaskit.models.resnet",
     "debiaskit.models.resnet_cifar",
     "debiaskit.models.cnn",
+    "debiaskit.models.adapters",  # python:<module>:<class> names (user classes, debiaskit.fit)
+    "debiaskit.models.backbones",  # torchvision:<arch>, timm:<arch>
 ]
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", builtin_modules=_BUILTIN_MODULES)
 
