@@ -26,6 +26,7 @@ from debiaskit.errors import DebiaskitError
 # Modules that contribute sub-commands, in the order they appear in ``debiaskit --help``.
 _COMMAND_MODULES: list[str] = [
     "debiaskit.commands.datasets",
+    "debiaskit.commands.methods",
     "debiaskit.commands.train",
     "debiaskit.commands.sweep",
     "debiaskit.commands.demo",

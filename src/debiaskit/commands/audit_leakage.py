@@ -59,6 +59,7 @@ def register(audit_subparsers: Any) -> None:
     m.add_argument("--out", help="output directory (default: RUN_DIR/audit_leakage)")
     m.add_argument("--seed", type=non_negative_int, default=0)
     m.add_argument("--threads", type=positive_int, default=None)
+    m.add_argument("--data-dir", help="the run's data moved to this folder (relocates the recorded data path)")
     m.set_defaults(func=run_model)
 
 
@@ -307,7 +308,7 @@ def run_model(args: argparse.Namespace) -> int:
         raise DebiaskitError(f"run directory not found: {run_dir}")
     from debiaskit.experiments.rundir import load_run
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, data_dir=getattr(args, "data_dir", None))
     res = audit_model(run, kind=args.kind, epochs=args.epochs, rounds=args.rounds, points=args.points,
                       max_per_group=args.max_per_group, seed=args.seed, threads=args.threads)
     lm = res["lambda_M"]

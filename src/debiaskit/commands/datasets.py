@@ -26,10 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_list(args: argparse.Namespace) -> int:
     from debiaskit.data.registry import DATASETS, dataset_options, list_datasets
 
+    from debiaskit.commands.methods import summary_line
+
     for name in list_datasets():
-        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
-        opts = ", ".join(f"{k}={v!r}" for k, v in dataset_options(name).items())
-        print(f"{name:20s} {doc[0] if doc else ''}\n{'':20s} options: {opts}")
+        src = DATASETS.source(name)
+        origin = f" [{src.describe()}]" if src is not None and src.origin != "builtin" else ""
+        opts = ", ".join(f"{k}={v}" for k, v in dataset_options(name).items()) or "(none)"
+        print(f"{name:20s} {summary_line(DATASETS.get(name))}{origin}\n{'':20s} options: {opts}")
+    print("\nBias card of one build: `debiaskit datasets info NAME [--ratio R] [--set OPTION=VALUE]`.")
     return 0
 
 

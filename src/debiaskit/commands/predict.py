@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output CSV file")
     p.add_argument("--selection", default=None, help="model selection rule (default: the run's reported rule)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    p.add_argument("--data-dir", help="the run's data moved to this folder (relocates the recorded data path; "
+                   "the data fingerprint is still checked)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=run)
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise DebiaskitError(f"--out must be a .csv file, got {out}")
     if out.exists() and not args.force:
         raise DebiaskitError(f"{out} already exists; pass --force to overwrite it")
-    run_ = load_run(args.run_dir, device=args.device)
+    run_ = load_run(args.run_dir, device=args.device, data_dir=getattr(args, "data_dir", None))
     splits = run_.splits
     if args.split not in splits:
         raise DebiaskitError(f"split {args.split!r} not in {args.run_dir}; available: {', '.join(splits)}")

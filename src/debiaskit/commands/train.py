@@ -12,10 +12,12 @@ from debiaskit.report.tables import format_run_summary
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one method on one dataset", description="Train one method on one dataset.")
     p.add_argument("--config", help="YAML run config (see docs/cli.md); flags below override it")
-    p.add_argument("--dataset", help="dataset name (debiaskit datasets list)")
+    from debiaskit.commands.methods import dataset_choices_help, method_choices_help
+
+    p.add_argument("--dataset", help=dataset_choices_help())
     p.add_argument("--ratio", type=float, help="bias-conflicting ratio of the training set, in (0, 1)")
     p.add_argument("--data-dir", help="directory with the raw data (else $DEBIASKIT_DATA)")
-    p.add_argument("--method", help="method name (default vanilla); see `debiaskit methods list`")
+    p.add_argument("--method", help=method_choices_help())
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--steps", type=int, help="number of optimisation steps")
     p.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")

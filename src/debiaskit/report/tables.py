@@ -34,8 +34,10 @@ def format_run_summary(result: dict[str, Any]) -> str:
         if r.get("label", name) != name:  # oracle rules carry their label
             label += f" [{r['label']}]"
         rows.append([label, *[test.get(c, math.nan) for c in cols]])
+    ratio = (result.get("dataset_options") or {}).get("ratio")
+    at = f" ratio {ratio:g}" if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else ""
     head = (
-        f"{result['method']} on {result['dataset']} {result.get('dataset_options', {}).get('ratio', '')} "
+        f"{result['method']} on {result['dataset']}{at} "
         f"seed {result['seed']}: test metrics (%) by model-selection rule; reported: {result['reported_selection']}"
     )
     return head + "\n" + markdown_table(["selection", *cols], rows)

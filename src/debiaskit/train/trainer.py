@@ -465,4 +465,8 @@ def build_result(
     }
     if any(get_selection_rule(r).oracle for r in rules):
         result["oracle_note"] = ORACLE_LABEL
+    from debiaskit.registry import run_provenance
+
+    # which plugin / module provided the method, dataset and model (a new process can name a missing one)
+    result["provenance"] = run_provenance(cfg, built_models=result["model"])
     return result
