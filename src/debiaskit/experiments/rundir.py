@@ -74,7 +74,8 @@ class Run:
         return predict_logits(self.method(selection), self.splits[split], device=self.device, batch_size=batch_size)
 
 
-def load_run(path: str | Path, *, device: str = "cpu") -> Run:
+def load_run(path: str | Path, *, device: str = "cpu", data_dir: str | Path | None = None) -> Run:
+    """Read a run directory; ``data_dir`` relocates its data (see :func:`debiaskit.data.generic.relocate_dataset`)."""
     p = Path(path)
     cfg_file = p / "config.yaml"
     if not cfg_file.is_file():
@@ -82,6 +83,12 @@ def load_run(path: str | Path, *, device: str = "cpu") -> Run:
     config = yaml.safe_load(cfg_file.read_text())
     result_file = p / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else None
+    from debiaskit.registry import check_provenance
     from debiaskit.train.seed import resolve_device
 
+    check_provenance(result, config, where=str(p))  # a missing plugin / module is named in one line
+    if data_dir is not None and isinstance(config.get("dataset"), dict):
+        from debiaskit.data.generic import relocate_dataset
+
+        config["dataset"] = relocate_dataset(config["dataset"], data_dir)
     return Run(path=p, config=config, result=result, device=resolve_device(device))
