@@ -17,8 +17,7 @@ from debiaskit.methods.lff import LfF
 from debiaskit.experiments.hparams import resolve_hparams
 from debiaskit.train.trainer import run_training
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lff_disent_toy import make_batch, make_ctx, small_hparams, toy_splits as _toy_splits  # noqa: E402
+from toydata import make_batch, make_ctx, small_hparams, toy_splits as _toy_splits  # noqa: E402
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from debiaskit.experiments.collect import collect, format_table
 from debiaskit.experiments.sweep import expand_sweep, run_sweep
 from debiaskit.runkey import run_key
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lff_disent_toy import register_toy  # noqa: E402
+from toydata import register_toy  # noqa: E402
 
 TOY = register_toy()
 

@@ -73,7 +73,7 @@ def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     logged: set[int] = set()
     for r in rows:
-        r = {k: _round(v) for k, v in r.items() if k not in _TIMING}
+        r = {k: v for k, v in r.items() if k not in _TIMING}
         step = int(r["step"])
         if step not in keep_steps or r.get("split") != "test":  # per-cell matrices: test split, selected steps
             for k in _HEAVY:
@@ -84,17 +84,6 @@ def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             logged.add(step)
         out.append(r)
     return out
-
-
-def _round(v: Any) -> Any:
-    """Floats to 7 significant digits (records are for tables, not bit-exact replay)."""
-    if isinstance(v, float):
-        return v if v != v or v in (float("inf"), float("-inf")) else float(f"{v:.7g}")
-    if isinstance(v, dict):
-        return {k: _round(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_round(x) for x in v]
-    return v
 
 
 def make_record(run_dir: str | Path) -> dict[str, Any]:

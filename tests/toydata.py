@@ -1,4 +1,6 @@
-"""Tiny planted-bias data and method contexts for the LfF/DisEnt tests (a helper module, not tests)."""
+"""Shared toy data for the tests: tiny planted-bias datasets, method contexts, a registered toy dataset.
+
+Import it from any test as ``from toydata import ...`` (``tests/`` is on the pytest path)."""
 
 from __future__ import annotations
 
