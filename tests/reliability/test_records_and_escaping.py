@@ -138,3 +138,35 @@ def test_markdown_table_of_run_summaries_escapes_cells():
     text = markdown_table(["rule", "acc"], [["best|val\nx", 0.5]])
     rows = text.splitlines()
     assert len(rows) == 3 and split_gfm_row(rows[2]) == ["best\\|val<br>x", "50.00"]
+
+
+def test_audit_report_tables_survive_group_values_with_pipes(tmp_path, capsys):
+    """A protected group called ``x|y`` (or holding a line break) must not break report.md's tables."""
+    import numpy as np
+    import pandas as pd
+
+    from debiaskit.cli import main
+
+    rng = np.random.default_rng(0)
+    n = 200
+    df = pd.DataFrame({"target": rng.integers(0, 2, n), "score_1": rng.random(n),
+                       "bias": np.where(rng.random(n) < 0.5, "x|y", "multi\nline")})
+    f = tmp_path / "p.csv"
+    df.to_csv(f, index=False)
+    out = tmp_path / "audit"
+    assert main(["audit", "predictions", str(f), "--target", "target", "--score", "score_1", "--protected", "bias",
+                 "--n-boot", "0", "--no-plots", "--out", str(out)]) == 0
+    capsys.readouterr()
+    lines = (out / "report.md").read_text().splitlines()
+    tables, cur = [], []
+    for ln in lines + [""]:
+        if ln.startswith("|"):
+            cur.append(ln)
+        elif cur:
+            tables.append(cur)
+            cur = []
+    assert tables
+    for t in tables:
+        widths = {len(split_gfm_row(r)) for r in t}
+        assert len(widths) == 1, t
+    assert any("x\\|y" in r for t in tables for r in t)

@@ -607,7 +607,7 @@ def _markdown(cfg: AuditConfig, meta: dict[str, Any], results: dict[str, Any], s
         f"# Fairness audit of `{meta['input']['name']}`",
         "",
         f"- rows: {meta['input']['rows']}; sha256 `{meta['input']['sha256'][:16]}`",
-        f"- protected attribute: `{cfg.protected}` with groups {', '.join(map(str, meta['groups']))}",
+        f"- protected attribute: `{md_cell(cfg.protected)}` with groups {', '.join(md_cell(g) for g in meta['groups'])}",
         f"- layout: {meta['mode']}; targets: {', '.join(cfg.targets)}; scores: {', '.join(cfg.scores) or 'none'}"
         + (f"; predicted class: {cfg.pred}" if cfg.pred else ""),
         (f"- threshold: {meta['threshold']}" + (f" (from `{cfg.val.name}`)" if cfg.val else "")) if results

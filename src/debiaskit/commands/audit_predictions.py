@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from debiaskit.commands.argtypes import non_negative_int, open_unit_float
 from debiaskit.errors import DebiaskitError
 
 
@@ -43,9 +44,9 @@ def register(audit_subparsers: argparse._SubParsersAction) -> None:
                    "are fitted there")
     p.add_argument("--threshold", default="auto", help="calibrated | f1 | a number in (0,1) (default: calibrated "
                    "with --val, else 0.5)")
-    p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (0 = none; default 500)")
-    p.add_argument("--ci", type=float, default=0.95, help="interval coverage (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--n-boot", type=non_negative_int, default=500, help="bootstrap resamples (0 = none; default 500)")
+    p.add_argument("--ci", type=open_unit_float, default=0.95, help="interval coverage (default 0.95)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--logits", action="store_true", help="scores are logits: apply sigmoid (softmax for multi-class)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--out", default=None, help="output directory (default: <file stem>_audit next to the file)")
@@ -60,8 +61,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else path.with_name(f"{path.stem}_audit")
     if not 0 < args.ci < 1:
         raise DebiaskitError(f"--ci must be in (0, 1), got {args.ci}")
+    targets, scores = _cols(args.target), (_cols(args.score) if args.score.strip() else [])
+    if args.protected in targets or args.protected in scores:
+        role = "--target" if args.protected in targets else "--score"
+        raise DebiaskitError(f"--protected {args.protected!r} is also a {role} column; the protected attribute must be "
+                             "a separate column")
     cfg = AuditConfig(
-        file=path, targets=_cols(args.target), scores=(_cols(args.score) if args.score.strip() else []), protected=args.protected, out=out,
+        file=path, targets=targets, scores=scores, protected=args.protected, out=out,
         val=Path(args.val) if args.val else None, threshold=args.threshold, n_boot=args.n_boot, ci=args.ci,
         seed=args.seed, logits=args.logits, force=args.force, plots=not args.no_plots, pred=args.pred,
     )

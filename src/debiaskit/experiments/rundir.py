@@ -63,7 +63,14 @@ class Run:
 
             gen = torch.Generator(device=self.device)
             m = build_method(self.config, self.splits, self.device, gen)
-            m.load_state_dict(torch.load(p, map_location=self.device, weights_only=False))
+            from debiaskit.train.checkpoint import load_model
+
+            state = load_model(p, map_location=self.device)  # SHA-256 verified, tensors only
+            try:
+                m.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError, TypeError) as e:
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise DebiaskitError(f"model file {p} does not fit the run's configured model: {why}") from None
             m.eval()
             self._methods[key] = m
         return self._methods[key]
@@ -80,9 +87,23 @@ def load_run(path: str | Path, *, device: str = "cpu", data_dir: str | Path | No
     cfg_file = p / "config.yaml"
     if not cfg_file.is_file():
         raise DebiaskitError(f"{p} is not a debiaskit run directory (no config.yaml)")
-    config = yaml.safe_load(cfg_file.read_text())
+    try:
+        config = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DebiaskitError(f"{cfg_file} is not a readable run config ({type(e).__name__}); the run directory is "
+                             "damaged") from None
+    if not isinstance(config, dict):
+        raise DebiaskitError(f"{cfg_file} does not hold a run config mapping; the run directory is damaged")
     result_file = p / "result.json"
-    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    result = None
+    if result_file.exists():
+        try:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DebiaskitError(f"{result_file} is truncated or not JSON ({type(e).__name__}); re-run the training "
+                                 "command to rewrite it") from None
+        if not isinstance(result, dict):
+            raise DebiaskitError(f"{result_file} does not hold a run result object; re-run the training command")
     from debiaskit.registry import check_provenance
     from debiaskit.train.seed import resolve_device
 
