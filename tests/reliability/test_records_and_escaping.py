@@ -170,3 +170,17 @@ def test_audit_report_tables_survive_group_values_with_pipes(tmp_path, capsys):
         widths = {len(split_gfm_row(r)) for r in t}
         assert len(widths) == 1, t
     assert any("x\\|y" in r for t in tables for r in t)
+
+
+def test_collect_csv_and_markdown_escape_hostile_names():
+    from debiaskit.experiments.collect import format_table
+
+    cell = {"mean": -0.5, "std": 0.1, "n": 2}
+    table = {"metric": "unbiased_accuracy", "split": "test", "weights": "raw", "selection": ["last"],
+             "rows": [{"dataset": "=cmd|' /C calc'!A0", "ratio": 0.01, "label": "@SUM(1+1)\nx", "n_runs": 2,
+                       "rules": {"last": {"unbiased_accuracy": cell, "labels_consumed": []}}}]}
+    rows = list(csv.reader(io.StringIO(format_table(table, fmt="csv"))))
+    assert rows[1][0] == "'=cmd|' /C calc'!A0" and rows[1][2] == "'@SUM(1+1)\nx"
+    assert rows[1][7] == "-0.500000"  # a negative number stays a number
+    md = [ln for ln in format_table(table, fmt="md").splitlines() if ln.startswith("| =")]
+    assert len(md) == 1 and len(split_gfm_row(md[0])) == 5
