@@ -1,12 +1,13 @@
 """``disent``: Learning Debiased Representation via Disentangled Feature Augmentation (Lee et al., NeurIPS 2021).
 
-Implemented from spec lff_disent.md §3 (the official code's behaviour described in words; nothing copied).
+Implemented from the paper (Lee et al., NeurIPS 2021, Eqs. 1–4) and our reading of the official learner.py, described
+in words; nothing copied (code details: docs/methods_lff_disent.md details 6–9, 12).
 
-Modules (§3.1): an intrinsic encoder ``E_i`` and a bias encoder ``E_b`` (two networks built with the run's
+Modules: an intrinsic encoder ``E_i`` and a bias encoder ``E_b`` (two networks built with the run's
 ``model``; their own heads are discarded) and two heads ``C_i``, ``C_b`` = ``Linear(2·feature_dim, C)`` on the
 concatenation ``[z_i ; z_b]``. For Colored MNIST (``mlp_disent``, 16-d features) the heads are Linear(32, 10).
 
-Per step (§3.2), with ``sg`` = stop-gradient:
+Per step (Eqs. 2–4), with ``sg`` = stop-gradient:
 
 1. ``z_i = E_i(x)``, ``z_b = E_b(x)``; ``p_i = C_i([z_i ; sg(z_b)])``, ``p_b = C_b([sg(z_i) ; z_b])``.
 2. EMAs of the detached plain CE of both heads, class-max normalisation, ``W = m̂_b / (m̂_b + m̂_d + 1e-8)``
@@ -22,11 +23,11 @@ Per step (§3.2), with ``sg`` = stop-gradient:
 Gradient routing: ``E_b``/``C_b`` get gradient only from the GCE terms, ``E_i``/``C_i`` only from the W·CE
 terms (``C_i``'s weights on its ``z_b`` half still learn: only the *input* is detached).
 
-LR schedule (§3.4): the run's scheduler (StepLR with ``lr_step_size`` = DE's ``lr_decay_step`` = 10 000 and
+LR schedule (docs/methods_lff_disent.md detail 7): the run's scheduler (StepLR with ``lr_step_size`` = the official ``lr_decay_step`` = 10 000 and
 ``lr_gamma``) is stepped only once the official 0-based step index is ``>= curr_step``, i.e. after our 1-based
 update ``step > curr_step``; with curr 10k the lr is lr0 for updates 1-20 000, then decays every 10k.
 
-Test time (§3.3): ``C_i([E_i(x) ; E_b(x)])`` — both encoders are needed.
+Test time: ``C_i([E_i(x) ; E_b(x)])`` — both encoders are needed.
 
 Per-dataset defaults come from the authors' released scripts (``dataset_hparams``); on Corrupted CIFAR-10 the
 learning rate and λ also depend on the conflicting ratio (``ratio_hparams``: 0.5 %: lr 5e-4, λ 1; 1 %, 2 %:
@@ -68,7 +69,7 @@ _DEFAULTS = {
 
 
 class _Head(nn.Module):
-    """``Linear(2·feature_dim, C)`` on ``[z_i ; z_b]`` (DE ``MLP_DISENTANGLE.fc`` / ResNet ``fc`` of 1024)."""
+    """``Linear(2·feature_dim, C)`` on ``[z_i ; z_b]`` (DisEnt's ``MLP_DISENTANGLE.fc`` / ResNet ``fc`` of 1024)."""
 
     def __init__(self, feature_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -141,7 +142,7 @@ class DisEnt(Method):
         return step - 1 > self.curr_step
 
     def loss_terms(self, batch: Batch, step: int) -> dict[str, torch.Tensor | None]:
-        """The four loss terms of spec §3.2 (with gradients) plus the weight ``w`` and permutation ``perm``.
+        """The four loss terms of Eqs. 2–3 of the DisEnt paper (with gradients) plus the weight ``w`` and permutation ``perm``.
 
         ``dis_i = mean(W·CE(C_i([z_i; sg(z_b)]), y))``, ``dis_b = mean(GCE(C_b([sg(z_i); z_b]), y))``,
         ``swap_i = mean(W·CE(C_i([z_i; sg(z_b[π])]), y))``, ``swap_b = mean(GCE(C_b([sg(z_i); z_b[π]]), y[π]))``
