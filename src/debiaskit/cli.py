@@ -34,6 +34,7 @@ _COMMAND_MODULES: list[str] = [
     "debiaskit.commands.augment",
     "debiaskit.commands.audit",
     "debiaskit.commands.predict",
+    "debiaskit.commands.report",
 ]
 
 

@@ -1,0 +1,136 @@
+"""``debiaskit report``: one self-contained HTML file for a run, a sweep, a records folder or an audit folder.
+
+The page is rendered from Jinja2 templates shipped with the package (``debiaskit/report/templates``), with
+the CSS inline and every figure embedded as a ``data:`` URI: it opens from a file, offline, with no network
+request (no CDN, no web fonts, no scripts). See ``docs/report.md``.
+
+>>> from debiaskit.report.html import write_report
+>>> write_report("runs/vanilla")                     # doctest: +SKIP
+PosixPath('runs/vanilla/report.html')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html as _html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from debiaskit import __version__
+from debiaskit.errors import DebiaskitError
+
+__all__ = ["build_context", "detect", "render_html", "write_report"]
+
+
+def _env() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("debiaskit.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def detect(path: str | Path) -> str:
+    """What ``path`` holds: ``audit``, ``run`` (one run directory, finished or not) or ``runs`` (many runs)."""
+    p = Path(path)
+    if not p.exists():
+        raise DebiaskitError(f"{p}: no such file or directory")
+    if p.is_file():
+        if p.name == "report.json":
+            return "audit"
+        return "runs"
+    if (p / "report.json").is_file() and not (p / "result.json").is_file():
+        return "audit"
+    if (p / "config.yaml").is_file() and (p / "metrics.jsonl").is_file():
+        return "run"
+    return "runs"
+
+
+def build_context(path: str | Path, *, selection: Sequence[str] | None = None, rule: str | None = None,
+                  metric: str | None = None) -> dict[str, Any]:
+    """Everything the templates need for the report on ``path`` (see :func:`write_report`)."""
+    from debiaskit.experiments.records import load_runs
+    from debiaskit.report.audits import audit_context, audit_kind, read_audit
+    from debiaskit.report.runs import partial_run, runs_context
+
+    p = Path(path)
+    kind = detect(p)
+    if kind == "audit":
+        folder = p.parent if p.is_file() else p
+        rep = read_audit(folder)
+        if audit_kind(rep) is None:
+            raise DebiaskitError(f"{folder / 'report.json'} is not a report written by `debiaskit audit`")
+        ctx = audit_context(folder, rep)
+    else:
+        if kind == "run" and not (p / "result.json").is_file():
+            pr = partial_run(p)
+            runs = [pr] if pr is not None else []
+        else:
+            runs = load_runs([p])
+        if not runs:
+            raise DebiaskitError(f"{p} holds no finished run, run record, sweep or audit report "
+                                 "(expected result.json, metrics.jsonl, *.json records or report.json)")
+        label = "run" if len(runs) == 1 else ("sweep" if (p / "sweep.json").is_file() else "records")
+        ctx = runs_context(runs, kind=label, root=p if p.is_dir() else None,
+                           selection=list(selection) if selection else None, rule=rule, metric=metric)
+        ctx["audits"] = _nested_audits(p) if kind == "run" else []
+    ctx.setdefault("title", str(p))
+    ctx["source"] = str(p)
+    ctx["version"] = __version__
+    ctx["generated"] = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return ctx
+
+
+def _nested_audits(run_dir: Path) -> list[dict[str, Any]]:
+    """Audit folders inside a run directory (e.g. ``audit_leakage/`` of ``audit model``), rendered inline."""
+    from debiaskit.report.audits import audit_context, audit_kind, read_audit
+
+    out = []
+    for f in sorted(run_dir.glob("*/report.json")):
+        try:
+            rep = read_audit(f.parent)
+        except DebiaskitError:
+            continue
+        if audit_kind(rep):
+            ctx = audit_context(f.parent, rep)
+            ctx["folder"] = f.parent.name
+            out.append(ctx)
+    return out
+
+
+def render_html(ctx: dict[str, Any]) -> str:
+    """Render a context from :func:`build_context` into the HTML page."""
+    template = "audit.html.j2" if ctx.get("kind") == "audit" else "runs.html.j2"
+    return _env().get_template(template).render(**ctx)
+
+
+def write_report(path: str | Path, out: str | Path | None = None, *, selection: Sequence[str] | None = None,
+                 rule: str | None = None, metric: str | None = None) -> Path:
+    """Write the HTML report on ``path`` to ``out`` (default: ``report.html`` inside ``path``) atomically.
+
+    ``path``: a run directory, a sweep directory, a records folder (or one record file), or an audit output
+    folder. ``selection``: the rules to compare (default: those the runs were trained with); ``rule``: the rule
+    whose step the summary and heat maps use (default: the runs' reported rule); ``metric``: the headline test
+    metric (default ``unbiased_accuracy``, else ``mAP`` / ``accuracy``). Returns the written file.
+    """
+    from debiaskit.io import write_text
+
+    p = Path(path)
+    ctx = build_context(p, selection=selection, rule=rule, metric=metric)
+    if out is None:
+        base = p.parent if p.is_file() else p
+        out = base / "report.html"
+    out = Path(out)
+    if out.is_dir():
+        raise DebiaskitError(f"--out {out} is a directory; give a file name such as {out / 'report.html'}")
+    return write_text(out, render_html(ctx))
+
+
+def escape(text: Any) -> str:
+    """HTML-escape ``text`` (for callers assembling snippets outside the templates)."""
+    return _html.escape(str(text))
