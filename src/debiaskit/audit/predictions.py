@@ -501,6 +501,8 @@ def _audit_summary(tt: _Tasks, g: np.ndarray, preds: list[np.ndarray], cfg: Audi
         Tm = np.eye(K, dtype=np.int8)[y]
         Pm = np.eye(K, dtype=np.int8)[p]
         out["predictions_for_ba"] = tt.pred_source
+        if tt.pred_source.startswith("argmax"):
+            out["argmax_accuracy"] = float((y == p).mean())  # also under group_accuracy.metrics.accuracy
     else:
         Tm, Pm = Y, np.stack(preds, 1)
         out["predictions_for_ba"] = "thresholded scores"

@@ -15,7 +15,7 @@ and cell counts. Work per block is therefore a few streaming passes over ``W``:
 * cell counts (group × label × prediction, histogram bins, attribute patterns) are ``W @ onehot`` for a
   few cells and cumulative sums over the columns sorted by cell otherwise (:class:`CellIndex`);
 * AP and the official KL take ``W``'s columns in score order and use cumulative sums (``torch.cumsum``
-  on float32, exact for integer counts below 2**24).
+  into int32, exact).
 
 A built-in metric carries a :class:`BatchedSpec` in its ``batched`` attribute:
 
@@ -46,7 +46,7 @@ __all__ = [
     "Resamples",
     "as_resamples",
     "counts_from_indices",
-    "cumsum_f32",
+    "cumsum_counts",
     "ones_weights",
     "safe_div",
 ]
@@ -107,11 +107,13 @@ def counts_from_indices(idx: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def cumsum_f32(A: np.ndarray) -> np.ndarray:
-    """Row-wise cumulative sums of a non-negative integer matrix as float32 (exact below 2**24)."""
+def cumsum_counts(A: np.ndarray) -> np.ndarray:
+    """Row-wise cumulative sums of a non-negative integer count matrix, exact: int32 (int64 when a row sum
+    could reach 2**31). ``torch.cumsum`` is used because it is several times faster than NumPy's here."""
     A = np.ascontiguousarray(A)
     t = torch.from_numpy(A if A.flags.writeable else A.copy())
-    return torch.cumsum(t, dim=1, dtype=torch.float32).numpy()
+    wide = A.dtype.itemsize * 8 > 8 and A.shape[1] and int(A.max(initial=0)) * A.shape[1] >= 2**31 - 1
+    return torch.cumsum(t, dim=1, dtype=torch.int64 if wide else torch.int32).numpy()
 
 
 class Resamples:
@@ -158,15 +160,8 @@ class Resamples:
         return self.cached(("take", key), lambda: np.take(self.W, cols, axis=1))
 
     def cumsum(self, cols: np.ndarray, key: Any) -> np.ndarray:
-        """Cumulative sums of ``W[:, cols]`` along the row (float32 when exact, else float64)."""
-
-        def make() -> np.ndarray:
-            sub = self.take(cols, key)
-            if self.exact_f32:
-                return cumsum_f32(sub)
-            return np.cumsum(sub, axis=1, dtype=np.float64)
-
-        return self.cached(("cumsum", key), make)
+        """Cumulative sums of ``W[:, cols]`` along the row (exact integers)."""
+        return self.cached(("cumsum", key), lambda: cumsum_counts(self.take(cols, key)))
 
     def subset(self, cols: np.ndarray) -> "Resamples":
         """The resamples restricted to the samples ``cols`` (for per-group evaluation)."""

@@ -4,8 +4,9 @@ Resamples (n draws with replacement from n samples, the ordinary multinomial boo
 index matrices from one seeded NumPy ``Generator`` and turned into count matrices ``W`` (``W[b, i]`` =
 how often sample i is in resample b; see :mod:`debiaskit.metrics._batched`). Built-in metrics (those with
 a ``batched`` attribute) evaluate a whole block of resamples with array operations — there is no Python
-loop over resamples. Blocks have ``max(1, 2**23 // n)`` rows, so memory stays bounded at any n; the block
-size depends only on n, so the resamples depend only on ``(seed, n, n_boot)``: **two metrics bootstrapped
+loop over resamples. Blocks have ``2**23 // n`` rows (at least 32 while a block stays below 2**25 entries,
+at least 1), so memory stays bounded at any n; the block size depends only on n, so the resamples depend
+only on ``(seed, n, n_boot)``: **two metrics bootstrapped
 with the same seed on the same samples use the same resamples** (a joint bootstrap). Any other callable
 ``metric(*arrays, **kw)`` is supported with a per-resample loop over the same resamples.
 
@@ -66,7 +67,9 @@ __all__ = [
 CIMethod = Literal["auto", "percentile", "basic", "bca", "simultaneous", "2sigma"]
 CI_METHODS = ("auto", "percentile", "basic", "bca", "simultaneous", "2sigma")
 
-_BLOCK_ELEMENTS = 1 << 23
+_BLOCK_ELEMENTS = 1 << 23  # count-matrix entries per block (uint8: 8 MB) ...
+_MIN_BLOCK_ROWS = 32  # ... but at least this many rows while a block stays below _MAX_BLOCK_ELEMENTS, so that
+_MAX_BLOCK_ELEMENTS = 1 << 25  # per-block costs (one-hot cell tables, Python calls) are shared by enough rows
 #: leave-one-out jackknife up to this many samples, else this many random groups left out in turn
 JACKKNIFE_GROUPS = 1000
 _N = NormalDist()
@@ -77,7 +80,9 @@ RESAMPLED_KEYWORDS = ("sensitive_features",)
 
 def block_rows(n: int, n_boot: int) -> int:
     """Rows per block of resamples for ``n`` samples (depends only on n and n_boot)."""
-    return max(1, min(n_boot, _BLOCK_ELEMENTS // max(n, 1)))
+    n = max(n, 1)
+    rows = max(_BLOCK_ELEMENTS // n, min(_MIN_BLOCK_ROWS, _MAX_BLOCK_ELEMENTS // n))
+    return max(1, min(n_boot, rows))
 
 
 def resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[Resamples]:
@@ -86,10 +91,17 @@ def resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator = 0)
     rows = block_rows(n, n_boot)
     itype = np.int32 if n < 2**31 - 1 else np.int64
     done = 0
+    draw_rows = max(1, _BLOCK_ELEMENTS // max(n, 1))  # index matrices stay below 2**23 entries
     while done < n_boot:
         b = min(rows, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n), dtype=itype)
-        yield Resamples(counts_from_indices(idx, n))
+        if b <= draw_rows:
+            W = counts_from_indices(rng.integers(0, n, size=(b, n), dtype=itype), n)
+        else:
+            parts = [counts_from_indices(rng.integers(0, n, size=(min(draw_rows, b - r), n), dtype=itype), n)
+                     for r in range(0, b, draw_rows)]
+            W = np.concatenate(parts) if len({p.dtype for p in parts}) == 1 else np.concatenate(
+                [p.astype(np.int32) for p in parts])
+        yield Resamples(W)
         done += b
 
 

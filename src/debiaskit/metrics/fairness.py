@@ -6,12 +6,12 @@ from one ``(B, G, 2, 2)`` count tensor (group × y_true × y_pred) and bootstrap
 Definitions (G groups; rates per group g):
 
 * TPR_g = P(ŷ=1 | y=1, g), FPR_g = P(ŷ=1 | y=0, g), selection rate SR_g = P(ŷ=1 | g).
-* **DEO** (difference in equality of opportunity; Ramaswamy et al. CVPR 2021 eq. for DEO, spec §A9):
+* **DEO** (difference in equality of opportunity; Ramaswamy et al., CVPR 2021, §5):
   |TPR_g0 − TPR_g1| = |FNR_g0 − FNR_g1| for two groups. For G > 2 groups ``reduction="max"`` gives the
   largest pairwise gap max_g TPR_g − min_g TPR_g (= fairlearn ``equal_opportunity_difference``),
   ``reduction="mean"`` the mean absolute pairwise gap. The CVPR code evaluates DEO at the calibrated
   threshold; pass predictions made with :func:`~debiaskit.metrics.thresholds.calibrated_threshold`
-  to reproduce it (fairlearn/FFB use 0.5 — peers.md §6).
+  to reproduce it (fairlearn and the FFB benchmark use 0.5; see docs/metrics.md).
 * **Equalized odds** (Hardt et al. 2016) as in fairlearn: difference = max(ΔTPR, ΔFPR) (``agg="worst_case"``)
   or their mean (``agg="mean"``), Δ = max − min over groups; ratio = min(TPR ratio, FPR ratio), ratio = min/max.
 * **Demographic parity**: difference = max_g SR_g − min_g SR_g, ratio = min_g SR_g / max_g SR_g.

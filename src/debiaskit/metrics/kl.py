@@ -1,6 +1,6 @@
 """KL divergence between the score distributions of two protected groups, per true class.
 
-Ramaswamy et al. (CVPR 2021, spec §A9; following Chen et al. UAI 2020 "threshold-invariant fair
+Ramaswamy et al. (CVPR 2021, §5; following Chen et al. UAI 2020 "threshold-invariant fair
 classification") compare, for each true class y ∈ {1, 0}, the scores of group 0 (A) and group 1 (B).
 
 ``mode="official"`` reproduces the gan-debiasing code exactly:
@@ -19,7 +19,8 @@ use the **same** 50 bins on [0, 1] (scores must be probabilities), smoothing is 
 *indices* of different score ranges (two groups with shifted score distributions of the same shape get
 KL ≈ 0), and integer truncation discards most of the mass of small groups; the aligned KL is 0 exactly
 when the smoothed histograms coincide and is comparable across models. Official numbers are therefore
-not comparable with aligned ones (spec §G11; issue GD#10: KL ≈ 0.02 vs category means ≈ 1).
+not comparable with aligned ones (gan-debiasing issue #10: a re-run gave KL ≈ 0.02 against category means
+≈ 1 in the paper). See docs/metrics.md.
 
 ``reduction="mean"`` returns the mean of the four directional values (for aligned mode that is the
 class-averaged symmetric KL); ``"none"`` returns them as ``[KL_y1(A‖B), KL_y1(B‖A), KL_y0(A‖B), KL_y0(B‖A)]``.
@@ -33,13 +34,14 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import CellIndex, _key, as_resamples, batched, ones_weights
+from debiaskit.metrics._batched import CellIndex, _key, as_resamples, batched, cumsum_counts, ones_weights
 from debiaskit.metrics._validation import ArrayLike, check_binary, check_groups, check_lengths, check_scores, group_name, warn
 
 __all__ = ["score_kl", "gaussian_smooth_like_scipy", "histogram_like_numpy", "N_BINS", "EPS"]
 
 N_BINS = 50
 EPS = 1e-6
+_CHUNK_ELEMENTS = 1 << 23  # count-matrix entries per chunk: few NumPy calls at small n, bounded memory at large n
 _SIGMA = 1.0
 _RADIUS = 4  # scipy: int(truncate * sigma + 0.5) with truncate = 4
 
@@ -199,8 +201,14 @@ def _ev_kl(st: _KLState, R: Any) -> np.ndarray:
     R = as_resamples(R)
     B = R.b
     if st.mode == "official":
-        hs = np.stack([_hist_from_cumsum(vals, R.take(idx, ("kl", key)), R.cumsum(idx, ("kl", key)))
-                       for idx, vals, key in st.subsets], axis=1)  # (B, 4, 50)
+        hs = np.empty((B, 4, N_BINS))
+        rows = max(1, _CHUNK_ELEMENTS // max(st.n, 1))
+        for r0 in range(0, B, rows):
+            Wc = R.W[r0 : r0 + rows]
+            for k, (idx, vals, _) in enumerate(st.subsets):
+                Ws = np.take(Wc, idx, axis=1)
+                C = cumsum_counts(Ws)
+                hs[r0 : r0 + rows, k] = _hist_from_cumsum(vals, Ws, C)
         hs = gaussian_smooth_like_scipy(hs, integer=True)
         p = _normalise(hs, renormalise=False)
     else:

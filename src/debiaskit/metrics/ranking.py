@@ -6,7 +6,7 @@ AP is the step-wise area under the precision-recall curve, exactly as
     AP = Σ_k (R_k − R_{k−1}) · P_k
 
 over the distinct score thresholds in decreasing order (ties form one threshold). This is the AP of
-Ramaswamy et al. (CVPR 2021, spec §A9; reported there ×100) and of Wang et al. (ICCV 2019, mAP over
+Ramaswamy et al. (CVPR 2021, §5; reported there ×100) and of Wang et al. (ICCV 2019, mAP over
 COCO objects). A label without positives has undefined AP: we return NaN with a :class:`MetricWarning`
 (scikit-learn returns 0 with a warning; a silent 0 would pull mAP down).
 
@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import Resamples, _key, as_resamples, batched, ones_weights
+from debiaskit.metrics._batched import Resamples, _key, as_resamples, batched, cumsum_counts, ones_weights
 from debiaskit.metrics._validation import ArrayLike, check_binary, check_lengths, check_scores, warn
 
 __all__ = ["average_precision", "mean_average_precision", "average_precision_batched"]
@@ -81,36 +81,45 @@ def _prepare(
     return _APState(labels, average, multilabel)
 
 
+#: count-matrix entries evaluated together (keeps the intermediates of one chunk in cache)
+_CHUNK_ELEMENTS = 1 << 21
+
+
 def _evaluate_label(lab: _APLabel, R: Resamples) -> np.ndarray:
     """AP = (1/P) Σ_blocks Δtp_block · tp_block / (tp_block + fp_block), counts weighted by the rows of W.
 
-    Counts and their cumulative sums are exact integers (float32 below 2**24); precision and the sum are
-    float64.
+    Counts and their cumulative sums are exact integers; precision and the sum are float64.
     """
     B = R.b
     out = np.full(B, np.nan)
     if lab.order_pos.size == 0:
         return out
-    cp = R.cumsum(lab.order_pos, ("ap+", lab.key))  # (B, #pos) cumulative positive weight by score
-    P = cp[:, -1].astype(np.float64)
-    if lab.distinct:  # each positive is its own block
-        tp = cp
-        dtp = R.take(lab.order_pos, ("ap+", lab.key))
-    else:
-        tp = np.take(cp, lab.last_pos, axis=1)
-        dtp = np.diff(tp, axis=1, prepend=0)
-    if lab.order_neg.size:
-        cn = R.cumsum(lab.order_neg, ("ap-", lab.key))
-        fp = np.take(cn, np.maximum(lab.neg_upto - 1, 0), axis=1)
-        if lab.neg_upto[0] == 0:
-            fp[:, lab.neg_upto == 0] = 0
-        tot = tp + fp
-    else:
-        tot = tp
-    prec = np.zeros(tot.shape)
-    np.divide(tp, tot, out=prec, where=tot > 0, dtype=np.float64)  # tot == 0 only where tp == 0 (the term is 0)
-    num = np.einsum("ij,ij->i", dtp.astype(np.float64), prec)
-    np.divide(num, P, out=out, where=P > 0)
+    fp_at = np.maximum(lab.neg_upto - 1, 0)
+    fp_zero = lab.neg_upto == 0
+    rows = max(1, _CHUNK_ELEMENTS // max(lab.n, 1))
+    for r0 in range(0, B, rows):
+        Wc = R.W[r0 : r0 + rows]
+        Wp = np.take(Wc, lab.order_pos, axis=1)
+        cp = cumsum_counts(Wp)  # cumulative positive weight by decreasing score
+        P = cp[:, -1].astype(np.float64)
+        if lab.distinct:  # each positive is its own block
+            tp, dtp = cp, Wp
+        else:
+            tp = np.take(cp, lab.last_pos, axis=1)
+            dtp = np.diff(tp, axis=1, prepend=0)
+        if lab.order_neg.size:
+            Wn = np.take(Wc, lab.order_neg, axis=1)
+            cn = cumsum_counts(Wn)
+            fp = np.take(cn, fp_at, axis=1)
+            if fp_zero[0]:
+                fp[:, fp_zero] = 0
+            tot = tp + fp
+        else:
+            tot = tp.copy()
+        np.maximum(tot, 1, out=tot)  # tot == 0 only where tp == 0 (the term is 0 either way)
+        prec = np.divide(tp, tot, dtype=np.float64)
+        num = np.einsum("ij,ij->i", dtp.astype(np.float64), prec)
+        np.divide(num, P, out=out[r0 : r0 + rows], where=P > 0)
     return out
 
 
