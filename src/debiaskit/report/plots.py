@@ -331,8 +331,7 @@ def cell_heatmaps(panels: Sequence[dict[str, Any] | None], *, class_names: Seque
     x_lab_h = (0.07 * longest_x * 0.72 + 0.15 if rot else 0.2) if show_names else 0.05
     fig, axes = grid_figure(nrows, ncols, panel_w=G * cell, panel_h=K * cell, left=left + 0.2, right=1.0,
                             wgap=0.25, hgap=0.4, top=0.3, bottom=0.5 + x_lab_h)
-    cmap = mpl.colormaps["viridis"].copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = mpl.colormaps["viridis"].with_extremes(bad="#d9d9d9")
     im = None
     last_row_of_col = {}
     for k, p in enumerate(panels):
