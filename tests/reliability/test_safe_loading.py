@@ -66,7 +66,6 @@ def test_no_unsafe_loader_outside_the_trainer():
     assert unsafe_loaders(skip={"train/trainer.py"}) == []
 
 
-@pytest.mark.xfail(strict=False, reason="trainer integration pending: resume must use train.checkpoint.load_checkpoint")
 def test_no_unsafe_loader_in_the_trainer():
     assert unsafe_loaders() == []
 

@@ -45,8 +45,12 @@ from debiaskit.experiments.hparams import same_ratio
 from debiaskit.experiments.records import export_record, find_record
 from debiaskit.runkey import run_key, run_name
 from debiaskit.io import write_json
+from debiaskit.lock import RunLockedError
 
 log = logging.getLogger(__name__)
+
+#: prefix of the message of a run skipped because another process holds its lock
+LOCKED = "locked: "
 
 SWEEP_KEYS = ("name", "datasets", "ratios", "methods", "seeds", "n_hparams", "base")
 
@@ -207,6 +211,8 @@ def run_one(cfg: dict[str, Any], run_dir: str, *, jobs: int = 1, threads: int | 
         run_training(cfg, run_dir, jobs=jobs)
         if records_dir is not None:
             export_record(run_dir, records_dir)
+    except RunLockedError as e:  # another sweep/trainer owns this run: leave it to them
+        return run_dir, f"{LOCKED}{e}", time.perf_counter() - t0
     except DebiaskitError as e:
         return run_dir, str(e), time.perf_counter() - t0
     except Exception:  # a failing run must not stop the other cells of the grid
@@ -282,6 +288,10 @@ def _drain(results: Any, status: dict[str, dict[str, Any]], progress: _Progress)
         name = Path(run_dir).name
         if err is None:
             status[run_dir] = {"status": "done", "seconds": round(secs, 1)}
+        elif err.startswith(LOCKED):
+            status[run_dir] = {"status": "skipped (locked by another process)", "owner": err[len(LOCKED):]}
+            progress.echo(f"skip   {name}: {err[len(LOCKED):]}")
+            continue
         else:
             status[run_dir] = {"status": "failed", "error": err.strip().splitlines()[-1]}
         progress.finished(name, err, secs)

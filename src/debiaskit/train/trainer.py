@@ -25,8 +25,11 @@ import math
 import os
 import platform
 import resource
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +43,13 @@ from debiaskit.data.base import DatasetSplits
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
 from debiaskit.runkey import canonical_config, run_key
-from debiaskit.io import append_jsonl, read_jsonl, to_json, torch_save, write_json, write_text, write_yaml
+from debiaskit.io import append_jsonl, read_jsonl, to_json, write_json, write_text, write_yaml
+from debiaskit.lock import RunLock, RunLockedError
 from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.registry import get_method
 from debiaskit.threads import apply_threads, choose_threads
 from debiaskit.train.averaging import WeightAverage
+from debiaskit.train.checkpoint import load_checkpoint, remove_stale_tmp, save_checkpoint, save_model
 from debiaskit.train.evaluate import predict_logits, split_metrics
 from debiaskit.train.sampler import EpochSampler
 from debiaskit.train.seed import resolve_device, rng_state, seed_everything, set_rng_state
@@ -59,10 +64,40 @@ from debiaskit.train.selection import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "build_data", "build_method", "prepare_splits", "run_training"]
+__all__ = ["RunInterrupted", "RunResult", "build_data", "build_method", "prepare_splits", "run_training"]
+
+
+class RunInterrupted(DebiaskitError):
+    """SIGTERM / SIGINT arrived during training: a checkpoint was written; the same command resumes."""
 
 #: fields of a metrics.jsonl row that measure time or memory (they legitimately differ between two runs)
 TIMING_FIELDS = ("wall_time_s", "steps_per_s", "peak_memory_mb")
+
+
+class _StopOnSignal:
+    """SIGTERM/SIGINT set a flag; the loop checkpoints after the current step and stops (main thread only)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 @dataclass
@@ -118,11 +153,16 @@ def stored_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def _is_scratch(p: Path) -> bool:
+    """The lock file and temp files of interrupted atomic writes (removed under the lock)."""
+    return p.name == ".lock" or (p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
 def prepare_out_dir(out_dir: Path, cfg: dict[str, Any]) -> str:
     """Check the run directory; returns ``new``, ``resume`` or ``done``. Creates nothing."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DebiaskitError(f"output path {out_dir} exists and is not a directory")
-    if out_dir.is_dir() and any(p.name != ".lock" for p in out_dir.iterdir()):
+    if out_dir.is_dir() and any(not _is_scratch(p) for p in out_dir.iterdir()):
         cfg_file = out_dir / "config.yaml"
         if not cfg_file.exists():
             raise DebiaskitError(f"output directory {out_dir} is not empty and holds no debiaskit run")
@@ -137,7 +177,8 @@ def prepare_out_dir(out_dir: Path, cfg: dict[str, Any]) -> str:
             )
         if (out_dir / "result.json").exists():
             return "done"
-        return "resume" if (out_dir / "checkpoint.pt").exists() else "new"
+        has_ckpt = (out_dir / "checkpoint.pt").exists() or (out_dir / "checkpoint.prev.pt").exists()
+        return "resume" if has_ckpt else "new"
     parent = out_dir.parent
     while not parent.exists():
         parent = parent.parent
@@ -219,6 +260,30 @@ def run_training(
     threads = choose_threads(tr.get("threads", "auto"), jobs=jobs, n_params=n_params)
     apply_threads(threads)
 
+    if tr.get("weight_average", "none") not in ("none", "ema"):
+        raise DebiaskitError(f"train.weight_average must be none or ema, got {tr['weight_average']!r}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out_dir, wait=bool(tr.get("wait_for_lock", False)))
+    if not lock.acquire():
+        raise RunLockedError(out_dir, lock.owner())
+    try:
+        return _train_locked(cfg, out_dir, device=device, splits=splits, method=method, generator=generator,
+                             rules=rules, report_rule=report_rule, eval_splits=eval_splits, threads=threads)
+    finally:
+        lock.release()
+
+
+def _train_locked(
+    cfg: dict[str, Any], out_dir: Path, *, device: torch.device, splits: DatasetSplits, method: Method,
+    generator: torch.Generator, rules: list[str], report_rule: str, eval_splits: list[str], threads: Any,
+) -> RunResult:
+    hp, tr = cfg["hparams"], cfg["train"]
+    state = prepare_out_dir(out_dir, cfg)  # again, now that we own the directory: another process may have
+    if state == "done":  # finished it meanwhile
+        return RunResult(out_dir, _read_result(out_dir), already_done=True)
+    remove_stale_tmp(out_dir)
+    train = splits["train"]
     on_device = tr["data_on_device"] and device.type == "cuda"
     images = train.images.to(device) if on_device else train.images
     targets, bias = train.targets.to(device), train.bias.to(device)
@@ -230,13 +295,13 @@ def run_training(
     if tr.get("weight_average", "none") == "ema":
         averaged = WeightAverage(method, decay=float(tr.get("weight_average_decay", 0.999)),
                                  start=int(tr.get("weight_average_start", 0)))
-    elif tr.get("weight_average", "none") != "none":
-        raise DebiaskitError(f"train.weight_average must be none or ema, got {tr['weight_average']!r}")
-
-    out_dir.mkdir(parents=True, exist_ok=True)
     start_step, elapsed_prev = 0, 0.0
+    ckpt = None
     if state == "resume":
-        ckpt = torch.load(out_dir / "checkpoint.pt", map_location=device, weights_only=False)
+        ckpt, notes = load_checkpoint(out_dir, map_location=device)
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+    if ckpt is not None:
         method.load_state_dict(ckpt["method"])
         for k, o in method.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][k])
@@ -309,14 +374,14 @@ def run_training(
                     results[s] = m
         for rule in tracker.update(step, results):
             if rule != "last":
-                torch_save(out_dir / f"model_{rule}.pt", method.state_dict())
+                save_model(out_dir / f"model_{rule}.pt", method.state_dict())
         return results
 
     stopped_at: int | None = None
 
     def checkpoint(step: int) -> None:
-        torch_save(
-            out_dir / "checkpoint.pt",
+        save_checkpoint(
+            out_dir,
             {
                 "step": step,
                 "method": method.state_dict(),
@@ -334,51 +399,61 @@ def run_training(
 
     memory_format = torch.channels_last if tr.get("channels_last") else torch.contiguous_format
     last_results: dict[str, dict[str, Any]] = {}
-    for step in range(start_step + 1, steps + 1):
-        ts = time.perf_counter()
-        idx = method.sample_indices(step)
-        if idx is None:
-            idx = sampler.next()
-        idx_d = idx.to(images.device)
-        x = transform(images.index_select(0, idx_d).to(device, non_blocking=True), generator if images.device == device else None)
-        if memory_format is torch.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=memory_format)
-        idx = idx.to(device)
-        with autocast:
-            logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
-        method.on_step_end(step)
-        if averaged is not None:
-            averaged.update(step)
-        accum.add(logs)
-        train_time += time.perf_counter() - ts
-        train_steps += 1
-        if bar is not None:
-            bar.update(1)
-        if plain_log and time.perf_counter() >= next_log:
-            log_line(step)
-            next_log = time.perf_counter() + float(tr.get("log_every", 30))
-        if step % tr["eval_every"] == 0 or step == steps:
-            last_results = evaluate_all(step)
-            for s_name in ("val", "val_unbiased", "test"):
-                m = last_results.get(s_name, {})
-                key = "unbiased_accuracy" if "unbiased_accuracy" in m else "mAP" if "mAP" in m else None
-                if key and m.get(key) is not None:
-                    latest[s_name] = f"{key} {100 * m[key]:.1f}% (step {step})"
-            if bar is not None and latest:
-                bar.set_postfix_str("; ".join(f"{k} {v}" for k, v in latest.items()), refresh=False)
-            if method.on_eval(step, last_results, out_dir) and step < steps:
-                stopped_at = step
-        if step % tr["checkpoint_every"] == 0 or step == steps or stopped_at is not None:
-            checkpoint(step)
-        if stopped_at is not None:
-            log.info("%s asked to stop early at step %d", cfg["method"], step)
-            break
+    stop = _StopOnSignal()
+    stop.install()
+    try:
+        for step in range(start_step + 1, steps + 1):
+            ts = time.perf_counter()
+            idx = method.sample_indices(step)
+            if idx is None:
+                idx = sampler.next()
+            idx_d = idx.to(images.device)
+            x = transform(images.index_select(0, idx_d).to(device, non_blocking=True), generator if images.device == device else None)
+            if memory_format is torch.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=memory_format)
+            idx = idx.to(device)
+            with autocast:
+                logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
+            method.on_step_end(step)
+            if averaged is not None:
+                averaged.update(step)
+            accum.add(logs)
+            train_time += time.perf_counter() - ts
+            train_steps += 1
+            if bar is not None:
+                bar.update(1)
+            if plain_log and time.perf_counter() >= next_log:
+                log_line(step)
+                next_log = time.perf_counter() + float(tr.get("log_every", 30))
+            if step % tr["eval_every"] == 0 or step == steps:
+                last_results = evaluate_all(step)
+                for s_name in ("val", "val_unbiased", "test"):
+                    m = last_results.get(s_name, {})
+                    key = "unbiased_accuracy" if "unbiased_accuracy" in m else "mAP" if "mAP" in m else None
+                    if key and m.get(key) is not None:
+                        latest[s_name] = f"{key} {100 * m[key]:.1f}% (step {step})"
+                if bar is not None and latest:
+                    bar.set_postfix_str("; ".join(f"{k} {v}" for k, v in latest.items()), refresh=False)
+                if method.on_eval(step, last_results, out_dir) and step < steps:
+                    stopped_at = step
+            if step % tr["checkpoint_every"] == 0 or step == steps or stopped_at is not None:
+                checkpoint(step)
+            if stop.signum is not None:
+                checkpoint(step)
+                name = signal.Signals(stop.signum).name
+                raise RunInterrupted(f"{name} at step {step}: checkpoint written to {out_dir}; run the same command "
+                                     f"to resume")
+            if stopped_at is not None:
+                log.info("%s asked to stop early at step %d", cfg["method"], step)
+                break
+    finally:
+        stop.restore()
     if bar is not None:
         bar.close()
     if plain_log:
         log_line(step)
 
-    torch_save(out_dir / "model_last.pt", method.state_dict())
+    save_model(out_dir / "model_last.pt", method.state_dict())
     wall = elapsed_prev + time.perf_counter() - t0
     rows = read_jsonl(out_dir / "metrics.jsonl")
     result = build_result(cfg, method=method, splits=splits, rules=rules, report_rule=report_rule, rows=rows,
