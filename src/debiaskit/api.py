@@ -25,6 +25,7 @@ How your pieces are plugged in:
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from debiaskit.errors import DebiaskitError
 from debiaskit.train.trainer import RunResult
 
 __all__ = ["RunResult", "fit"]
+
+log = logging.getLogger(__name__)
 
 
 def _model_spec(model: Any, *, in_shape: tuple[int, ...], num_classes: int, feature_layer: str | None, pool: str,
@@ -71,11 +74,9 @@ def _model_spec(model: Any, *, in_shape: tuple[int, ...], num_classes: int, feat
     if init is not None and not _rebuilds(cls, init, model):
         init = None
     if not importable(cls):
-        warnings.warn(
-            f"model class {cls.__qualname__} is defined in a script or a function ({cls.__module__}); this process can "
-            "use the run, but `debiaskit predict` in another process cannot rebuild the model: define the class in an "
-            "importable module", UserWarning, stacklevel=3,
-        )
+        log.info("model class %s is defined in a script, a notebook or a function (%s): this process can use the run, "
+                 "another process cannot rebuild the model (define the class in an importable module)",
+                 cls.__qualname__, cls.__module__)
     elif init is None:
         warnings.warn(
             f"the constructor arguments of {cls.__qualname__} could not be found, so another process cannot rebuild "

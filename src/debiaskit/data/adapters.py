@@ -131,6 +131,31 @@ class _LabelsOnly(_Samples):
         return y, -1 if b is None else b
 
 
+class _Collate:
+    """Stack ``x`` (and the labels) after checking every image has the shape and dtype of sample 0."""
+
+    def __init__(self, shape: Sequence[int], dtype: torch.dtype, where: str) -> None:
+        self.shape, self.dtype, self.where = tuple(int(s) for s in shape), dtype, where
+
+    def _x(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        for x in xs:
+            if tuple(x.shape) != self.shape or x.dtype != self.dtype:
+                raise DebiaskitError(f"{self.where}: an image of shape {tuple(x.shape)} {x.dtype}, but sample 0 is "
+                                     f"{self.shape} {self.dtype}; every image of a split must have the same shape")
+        return torch.stack(xs)
+
+    def __call__(self, batch: list[Any]) -> Any:
+        if isinstance(batch[0], torch.Tensor):
+            return self._x(batch)
+        xs, ys, bs = zip(*batch)
+        return self._x(list(xs)), torch.as_tensor(ys, dtype=torch.long), torch.as_tensor(bs, dtype=torch.long)
+
+
+def _collate_labels(batch: list[Any]) -> Any:
+    ys, bs = zip(*batch)
+    return torch.as_tensor(ys, dtype=torch.long), torch.as_tensor(bs, dtype=torch.long)
+
+
 class _Chunks(torch.utils.data.Sampler):
     """A batch sampler whose batches are set before each pass (one pass = one fetch)."""
 
@@ -231,9 +256,6 @@ class StreamingImages:
             size = max(1, min(self.chunk_size, math.ceil(len(src) / self.num_workers)))
             self._chunks.chunks = [src[i : i + size] for i in range(0, len(src), size)]  # type: ignore[union-attr]
             out = torch.cat(list(loader))
-            if tuple(out.shape[1:]) != tuple(self.shape[1:]) or out.dtype != self.dtype:
-                raise DebiaskitError(f"images of shape {tuple(out.shape[1:])} {out.dtype} in a batch, but sample 0 "
-                                     f"is {tuple(self.shape[1:])} {self.dtype}; every image must have the same shape")
         return out.to(self.device, non_blocking=pin)
 
     def _get_loader(self, pin: bool) -> torch.utils.data.DataLoader:
@@ -241,7 +263,7 @@ class StreamingImages:
             self._chunks = _Chunks()
             self._loader = torch.utils.data.DataLoader(
                 _Samples(self.dataset, labels=False), batch_sampler=self._chunks, num_workers=self.num_workers,
-                pin_memory=pin, persistent_workers=True,
+                pin_memory=pin, persistent_workers=True, collate_fn=_Collate(self.shape[1:], self.dtype, "streamed data"),
             )
         return self._loader
 
@@ -403,14 +425,13 @@ def _read_all(raw: _Raw, *, images: bool, batch_size: int = 256) -> None:
             raw.targets, raw.bias = got
             return
     wrapped = _Samples(raw.dataset) if images else _LabelsOnly(raw.dataset)
-    loader = torch.utils.data.DataLoader(wrapped, batch_size=batch_size, shuffle=False, num_workers=raw.num_workers)
+    collate = _Collate(raw.sample_shape, raw.dtype, raw.split) if images else _collate_labels
+    loader = torch.utils.data.DataLoader(wrapped, batch_size=batch_size, shuffle=False, num_workers=raw.num_workers,
+                                         collate_fn=collate)
     xs, ys, bs = [], [], []
     for batch in loader:
         if images:
             x, y, b = batch
-            if tuple(x.shape[1:]) != raw.sample_shape or x.dtype != raw.dtype:
-                raise DebiaskitError(f"{raw.split}: images of shape {tuple(x.shape[1:])} {x.dtype} but sample 0 is "
-                                     f"{raw.sample_shape} {raw.dtype}; every image must have the same shape")
             xs.append(x)
         else:
             y, b = batch

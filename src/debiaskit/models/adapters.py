@@ -295,8 +295,21 @@ def import_path(obj: Any) -> str:
 
 
 def importable(obj: Any) -> bool:
-    """Whether another process can import ``obj`` by its :func:`import_path`."""
-    return getattr(obj, "__module__", "__main__") != "__main__" and "<locals>" not in getattr(obj, "__qualname__", "<")
+    """Whether another process can import ``obj`` by its :func:`import_path`.
+
+    False for classes of a script or notebook (``__main__``), of code run with ``exec``, and for classes defined
+    inside functions.
+    """
+    import sys
+
+    module, qual = getattr(obj, "__module__", "__main__"), getattr(obj, "__qualname__", "<")
+    mod = sys.modules.get(module)
+    if module == "__main__" or "<locals>" in qual or mod is None or getattr(mod, "__spec__", None) is None:
+        return False
+    target: Any = mod
+    for part in qual.split("."):
+        target = getattr(target, part, None)
+    return target is obj
 
 
 def _import_object(path: str) -> Any:
