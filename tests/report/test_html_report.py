@@ -247,3 +247,16 @@ def test_the_rule_option_moves_the_summary_and_heat_maps(tiny_sweep, no_png):
     ctx = build_context(root / "sw", rule="oracle_test")
     assert ctx["focus"] == "oracle (test-set selection)"
     assert ctx["sweep"]["datasets"][0]["heatmap"]["rule"] == "oracle (test-set selection)"
+
+
+def test_collect_writes_the_html_report_next_to_its_output_unless_told_not_to(tiny_sweep, tmp_path, no_png, capsys):
+    root, _ = tiny_sweep
+    assert main(["collect", str(root / "sw"), "--output", str(tmp_path / "table.md")]) == 0
+    assert (tmp_path / "table.md").is_file() and (tmp_path / "table.html").is_file()
+    assert "wrote" in capsys.readouterr().err
+    assert main(["collect", str(root / "sw"), "--output", str(tmp_path / "b.md"), "--no-html"]) == 0
+    assert not (tmp_path / "b.html").exists()
+    assert main(["collect", str(root / "sw"), str(root / "records"), "--html", str(tmp_path / "c.html")]) == 0
+    assert "| lffdis_toy |" in capsys.readouterr().out and (tmp_path / "c.html").is_file()
+    html = (tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "4 runs (2 settings)" in html  # a run present as a directory and as a record counts once

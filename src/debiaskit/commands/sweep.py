@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--split", default="test", help="split the metric is read on (default test)")
     c.add_argument("--weights", default="raw", help="raw (default) or ema: evaluate the averaged weights' rows")
     c.add_argument("--output", default=None, help="write to this file instead of stdout")
+    c.add_argument("--html", default=None, metavar="FILE",
+                   help="also write the HTML report (docs/report.md) to FILE (default with --output: next to it, "
+                        "same name with .html)")
+    c.add_argument("--no-html", action="store_true", help="write no HTML report")
     c.set_defaults(func=run_collect_cmd)
 
 
@@ -87,4 +91,12 @@ def run_collect_cmd(args: argparse.Namespace) -> int:
         write_text(args.output, text)
     else:
         print(text, end="" if text.endswith("\n") else "\n")
+    html = args.html or (str(Path(args.output).with_suffix(".html")) if args.output else None)
+    if html and not args.no_html and html != args.output:
+        import sys
+
+        from debiaskit.report.html import write_report
+
+        out = write_report(args.dir, html, selection=selection, metric=args.metric)
+        print(f"wrote {out}", file=sys.stderr)
     return 0

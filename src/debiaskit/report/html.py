@@ -51,13 +51,31 @@ def detect(path: str | Path) -> str:
     return "runs"
 
 
-def build_context(path: str | Path, *, selection: Sequence[str] | None = None, rule: str | None = None,
-                  metric: str | None = None) -> dict[str, Any]:
-    """Everything the templates need for the report on ``path`` (see :func:`write_report`)."""
+def build_context(path: str | Path | Sequence[str | Path], *, selection: Sequence[str] | None = None,
+                  rule: str | None = None, metric: str | None = None) -> dict[str, Any]:
+    """Everything the templates need for the report on ``path`` (see :func:`write_report`).
+
+    Several paths (e.g. the folders given to ``debiaskit collect``) are reported on together as runs.
+    """
     from debiaskit.experiments.records import load_runs
     from debiaskit.report.audits import audit_context, audit_kind, read_audit
     from debiaskit.report.runs import partial_run, runs_context
 
+    if not isinstance(path, (str, Path)):
+        paths = [Path(x) for x in path]
+        if len(paths) != 1:
+            for x in paths:
+                if not x.exists():
+                    raise DebiaskitError(f"{x}: no such file or directory")
+            runs = load_runs(paths)
+            if not runs:
+                raise DebiaskitError(f"no finished run (result.json or record) found under "
+                                     f"{', '.join(map(str, paths))}")
+            ctx = runs_context(runs, kind="records", root=None, selection=list(selection) if selection else None,
+                               rule=rule, metric=metric)
+            ctx.update(audits=[], source=", ".join(map(str, paths)), version=__version__, generated=_now())
+            return ctx
+        path = paths[0]
     p = Path(path)
     kind = detect(p)
     if kind == "audit":
@@ -82,8 +100,12 @@ def build_context(path: str | Path, *, selection: Sequence[str] | None = None, r
     ctx.setdefault("title", str(p))
     ctx["source"] = str(p)
     ctx["version"] = __version__
-    ctx["generated"] = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    ctx["generated"] = _now()
     return ctx
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _nested_audits(run_dir: Path) -> list[dict[str, Any]]:
@@ -109,25 +131,27 @@ def render_html(ctx: dict[str, Any]) -> str:
     return _env().get_template(template).render(**ctx)
 
 
-def write_report(path: str | Path, out: str | Path | None = None, *, selection: Sequence[str] | None = None,
-                 rule: str | None = None, metric: str | None = None) -> Path:
+def write_report(path: str | Path | Sequence[str | Path], out: str | Path | None = None, *,
+                 selection: Sequence[str] | None = None, rule: str | None = None, metric: str | None = None) -> Path:
     """Write the HTML report on ``path`` to ``out`` (default: ``report.html`` inside ``path``) atomically.
 
     ``path``: a run directory, a sweep directory, a records folder (or one record file), or an audit output
-    folder. ``selection``: the rules to compare (default: those the runs were trained with); ``rule``: the rule
+    folder; a list of paths reports on all their runs together. ``selection``: the rules to compare (default: those the runs were trained with); ``rule``: the rule
     whose step the summary and heat maps use (default: the runs' reported rule); ``metric``: the headline test
     metric (default ``unbiased_accuracy``, else ``mAP`` / ``accuracy``). Returns the written file.
     """
     from debiaskit.io import write_text
 
-    p = Path(path)
-    ctx = build_context(p, selection=selection, rule=rule, metric=metric)
     if out is None:
-        base = p.parent if p.is_file() else p
-        out = base / "report.html"
+        one = path if isinstance(path, (str, Path)) else (list(path)[0] if len(list(path)) == 1 else None)
+        if one is None:
+            raise DebiaskitError("a report on several paths needs an output file (--out)")
+        p = Path(one)
+        out = (p.parent if p.is_file() else p) / "report.html"
     out = Path(out)
     if out.is_dir():
         raise DebiaskitError(f"--out {out} is a directory; give a file name such as {out / 'report.html'}")
+    ctx = build_context(path, selection=selection, rule=rule, metric=metric)
     return write_text(out, render_html(ctx))
 
 
