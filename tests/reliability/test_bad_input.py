@@ -152,6 +152,12 @@ CASES: list[Case] = [
          setup=write("{tmp}/list.yaml", "- 1\n- 2\n"), out=OUT),
     Case("train-config-python-tag", [*TRAIN, "--config", "{tmp}/evil.yaml"], "not valid YAML",
          setup=write("{tmp}/evil.yaml", "seed: !!python/object/apply:os.system ['touch {tmp}/PAYLOAD_RAN']\n"), out=OUT),
+    Case("train-out-is-a-file", ["train", "--dataset", TOY, "--steps", "2", *TINY, "--out", "{tmp}/afile"],
+         "not a directory", setup=write("{tmp}/afile", "keep")),
+    Case("train-truncated-result", ["train", "--dataset", TOY, "--steps", "4", *TINY, "--out", "{run}"], "result.json",
+         needs_run=True, setup=lambda tmp, run: truncate(run / "result.json")),
+    Case("train-empty-result", ["train", "--dataset", TOY, "--steps", "4", *TINY, "--out", "{run}"], "result.json",
+         needs_run=True, setup=lambda tmp, run: (run / "result.json").write_bytes(b"")),
     # ---------------------------------------------------------------- sweep
     Case("sweep-ratio-word", ["sweep", "{tmp}/s.yaml", "--out", OUT], "ratio",
          setup=write("{tmp}/s.yaml", yaml.safe_dump({**SWEEP, "ratios": ["abc"]})), out=OUT),

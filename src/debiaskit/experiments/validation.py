@@ -139,7 +139,7 @@ HPARAM_RULES: dict[str, Rule] = {
     "dro_adjustment": NON_NEGATIVE,
     "balance_alpha": AT_LEAST_ONE,
     "balance_seed": NON_NEGATIVE_INT,
-    "balance_redraws": POSITIVE_INT,
+    "balance_redraws": NON_NEGATIVE_INT,
     "loader_factor": AT_LEAST_ONE,
     "adv_hidden": POSITIVE_INT,
     "adv_layers": POSITIVE_INT,
