@@ -15,6 +15,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _small_threads_and_no_env(monkeypatch):
     """Deterministic, quiet tests: ignore a user's DEBIASKIT_DATA unless a test sets it."""
     monkeypatch.delenv("DEBIASKIT_DATA", raising=False)
+    monkeypatch.delenv("DEBIASKIT_STRICT_DATA", raising=False)  # a sweep run in-process sets it; never leak it
     monkeypatch.setenv("DEBIASKIT_NO_DOWNLOAD", "1")
     monkeypatch.setenv("DEBIASKIT_CACHE", str(Path(os.environ.get("PYTEST_TMP_CACHE", "/tmp")) / "debiaskit-test-cache"))
     yield
