@@ -7,7 +7,7 @@ import time
 
 def hold(run_dir: str, ready, release) -> None:
     """Take the run lock, signal ``ready``, hold it until ``release`` is set (or 30 s)."""
-    from debiaskit.experiments.lock import RunLock
+    from debiaskit.lock import RunLock
 
     with RunLock(run_dir):
         ready.set()
@@ -16,7 +16,7 @@ def hold(run_dir: str, ready, release) -> None:
 
 def count_trainings(run_dir: str, log: str, start, n_seconds: float) -> None:
     """Contend for the lock like a sweep worker: train (append a line to ``log``) only when it is free."""
-    from debiaskit.experiments.lock import RunLock
+    from debiaskit.lock import RunLock
 
     start.wait(60)  # a Barrier shared with the other contenders and the test
     lock = RunLock(run_dir)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.experiments.lock import LOCK_NAME, RunLock, RunLockedError
+from debiaskit.lock import LOCK_NAME, RunLock, RunLockedError
 
 from reliability import _lock_child  # noqa: E402
 

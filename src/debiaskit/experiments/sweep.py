@@ -201,7 +201,19 @@ def run_one(cfg: dict[str, Any], run_dir: str, *, jobs: int = 1, threads: int | 
     Sweeps never fall back to a toy-sized data source (``DEBIASKIT_STRICT_DATA=1``). With ``records_dir`` the
     finished run's record is exported there.
     """
+    old_strict = os.environ.get("DEBIASKIT_STRICT_DATA")
     os.environ["DEBIASKIT_STRICT_DATA"] = "1"
+    try:
+        return _run_one(cfg, run_dir, jobs=jobs, threads=threads, records_dir=records_dir)
+    finally:  # in-process runs must not change the caller's environment
+        if old_strict is None:
+            os.environ.pop("DEBIASKIT_STRICT_DATA", None)
+        else:
+            os.environ["DEBIASKIT_STRICT_DATA"] = old_strict
+
+
+def _run_one(cfg: dict[str, Any], run_dir: str, *, jobs: int, threads: int | None,
+             records_dir: str | None) -> tuple[str, str | None, float]:
     if threads is not None:
         cfg = {**cfg, "train": {**cfg["train"], "threads": int(threads)}}
     from debiaskit.train.trainer import run_training
