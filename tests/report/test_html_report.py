@@ -260,3 +260,46 @@ def test_collect_writes_the_html_report_next_to_its_output_unless_told_not_to(ti
     assert "| lffdis_toy |" in capsys.readouterr().out and (tmp_path / "c.html").is_file()
     html = (tmp_path / "c.html").read_text(encoding="utf-8")
     assert "4 runs (2 settings)" in html  # a run present as a directory and as a record counts once
+
+
+def test_examples_rank_training_samples_by_the_relative_difficulty_weight(tiny_sweep, monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    from debiaskit.data.augment import make_batch_transform
+    from debiaskit.experiments.rundir import load_run
+
+    _, runs = tiny_sweep
+    rd = next(r.run_dir for r in runs if r.key.startswith("lff-") and r.key.endswith("s0"))
+    seen = []
+    real = plots.examples_grid
+    monkeypatch.setattr(plots, "examples_grid",
+                        lambda images, caps, **kw: seen.append((images, caps)) or real(images, caps, **kw))
+    ctx = build_context(rd, examples=True)
+    assert len(ctx["run"]["examples"]) == 2 and all(e["uri"] for e in ctx["run"]["examples"])
+    # hand computation: W = CE_b / (CE_b + CE_d) with the biased network (LfF's GCE branch) and the debiased one
+    run = load_run(rd)
+    m, train = run.method(), run.splits["train"]
+    x = make_batch_transform(train.info, train=False)(train.images)
+    with torch.no_grad():
+        ce_b = F.cross_entropy(m.predict_biased(x), train.targets, reduction="none")
+        ce_d = F.cross_entropy(m.predict(x), train.targets, reduction="none")
+    w = (ce_b / (ce_b + ce_d + 1e-8)).numpy()
+    caps = seen[0][1]
+    assert caps[0].split("W=")[1][:4] == f"{np.sort(w)[::-1][0]:.2f}"
+    assert [float(c.split("W=")[1][:4]) for c in caps] == sorted((float(c.split("W=")[1][:4]) for c in caps),
+                                                                  reverse=True)
+    share = float(train.conflicting.numpy()[np.argsort(-w, kind="stable")[:24]].mean())
+    assert any(f"{100 * share:.0f} % are bias-conflicting" in f["text"] for f in ctx["findings"])
+    # misclassified test samples: every caption's prediction differs from its target
+    for c in seen[1][1]:
+        if c:
+            yv, pv = c.split("\n")[0].split()[0][2:], c.split("pred ")[1]
+            assert yv != pv
+
+
+def test_examples_need_a_run_directory(tiny_sweep, no_png):
+    root, _ = tiny_sweep
+    rec = sorted((root / "records").glob("*.json"))[0]
+    ctx = build_context(rec, examples=True)
+    assert any("need a finished run directory" in f["text"] for f in ctx["findings"])

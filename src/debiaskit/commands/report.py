@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rule whose selected step the summary and heat maps use (default: the runs' reported rule)")
     p.add_argument("--metric", default=None,
                    help="headline test metric (default unbiased_accuracy, else mAP / accuracy)")
+    p.add_argument("--examples", action="store_true",
+                   help="run directory: add grids of the most bias-conflicting training samples (as the biased "
+                        "network ranks them) and of misclassified test samples; rebuilds the data and runs the model")
+    p.add_argument("--device", default="cpu", help="device for --examples (default cpu)")
+    p.add_argument("--data-dir", default=None, help="data root for --examples (default: as recorded / $DEBIASKIT_DATA)")
     p.set_defaults(func=run)
 
 
@@ -29,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from debiaskit.report.html import write_report
 
     selection = [s.strip() for s in args.selection.split(",") if s.strip()] if args.selection else None
-    out = write_report(Path(args.path), args.out, selection=selection, rule=args.rule, metric=args.metric)
+    out = write_report(Path(args.path), args.out, selection=selection, rule=args.rule, metric=args.metric,
+                       examples=args.examples, device=args.device, data_dir=args.data_dir)
     print(f"wrote {out}", file=sys.stdout)
     return 0

@@ -52,10 +52,13 @@ def detect(path: str | Path) -> str:
 
 
 def build_context(path: str | Path | Sequence[str | Path], *, selection: Sequence[str] | None = None,
-                  rule: str | None = None, metric: str | None = None) -> dict[str, Any]:
+                  rule: str | None = None, metric: str | None = None, examples: bool = False,
+                  device: str = "cpu", data_dir: str | Path | None = None) -> dict[str, Any]:
     """Everything the templates need for the report on ``path`` (see :func:`write_report`).
 
     Several paths (e.g. the folders given to ``debiaskit collect``) are reported on together as runs.
+    ``examples``: add the example-image grids of a finished run directory (:mod:`debiaskit.report.examples`;
+    rebuilds the run's data, on ``device``, from ``data_dir`` if given).
     """
     from debiaskit.experiments.records import load_runs
     from debiaskit.report.audits import audit_context, audit_kind, read_audit
@@ -97,6 +100,8 @@ def build_context(path: str | Path | Sequence[str | Path], *, selection: Sequenc
         ctx = runs_context(runs, kind=label, root=p if p.is_dir() else None,
                            selection=list(selection) if selection else None, rule=rule, metric=metric)
         ctx["audits"] = _nested_audits(p) if kind == "run" else []
+        if examples:
+            _add_examples(ctx, p, kind, rule=rule, device=device, data_dir=data_dir)
     ctx.setdefault("title", str(p))
     ctx["source"] = str(p)
     ctx["version"] = __version__
@@ -106,6 +111,24 @@ def build_context(path: str | Path | Sequence[str | Path], *, selection: Sequenc
 
 def _now() -> str:
     return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _add_examples(ctx: dict[str, Any], p: Path, kind: str, *, rule: str | None, device: str,
+                  data_dir: str | Path | None) -> None:
+    """Example grids into a single-run context; what prevents them becomes a finding, not a failure."""
+    if kind != "run" or "run" not in ctx or not (p / "result.json").is_file():
+        ctx["findings"].append({"level": "info", "text": "Example images need a finished run directory (a record "
+                                "holds no weights); none drawn."})
+        return
+    from debiaskit.report.examples import examples_context
+
+    try:
+        ex = examples_context(p, selection=rule, device=device, data_dir=data_dir)
+    except DebiaskitError as e:
+        ctx["findings"].append({"level": "warn", "text": f"Example images skipped: {e}"})
+        return
+    ctx["run"]["examples"] = ex["figures"]
+    ctx["findings"].extend(ex["findings"])
 
 
 def _nested_audits(run_dir: Path) -> list[dict[str, Any]]:
@@ -132,13 +155,15 @@ def render_html(ctx: dict[str, Any]) -> str:
 
 
 def write_report(path: str | Path | Sequence[str | Path], out: str | Path | None = None, *,
-                 selection: Sequence[str] | None = None, rule: str | None = None, metric: str | None = None) -> Path:
+                 selection: Sequence[str] | None = None, rule: str | None = None, metric: str | None = None,
+                 examples: bool = False, device: str = "cpu", data_dir: str | Path | None = None) -> Path:
     """Write the HTML report on ``path`` to ``out`` (default: ``report.html`` inside ``path``) atomically.
 
     ``path``: a run directory, a sweep directory, a records folder (or one record file), or an audit output
     folder; a list of paths reports on all their runs together. ``selection``: the rules to compare (default: those the runs were trained with); ``rule``: the rule
     whose step the summary and heat maps use (default: the runs' reported rule); ``metric``: the headline test
-    metric (default ``unbiased_accuracy``, else ``mAP`` / ``accuracy``). Returns the written file.
+    metric (default ``unbiased_accuracy``, else ``mAP`` / ``accuracy``); ``examples``, ``device``, ``data_dir``: see
+    :func:`build_context`. Returns the written file.
     """
     from debiaskit.io import write_text
 
@@ -151,7 +176,8 @@ def write_report(path: str | Path | Sequence[str | Path], out: str | Path | None
     out = Path(out)
     if out.is_dir():
         raise DebiaskitError(f"--out {out} is a directory; give a file name such as {out / 'report.html'}")
-    ctx = build_context(path, selection=selection, rule=rule, metric=metric)
+    ctx = build_context(path, selection=selection, rule=rule, metric=metric, examples=examples, device=device,
+                        data_dir=data_dir)
     return write_text(out, render_html(ctx))
 
 

@@ -107,7 +107,7 @@ def _style_axes(ax: Any) -> None:
 
 def grid_figure(nrows: int, ncols: int, *, panel_w: float, panel_h: float, left: float = 0.75, right: float = 0.2,
                 top: float = 0.45, bottom: float = 0.5, wgap: float = 0.3, hgap: float = 0.45, sharex: bool = False,
-                sharey: bool = False) -> tuple[Any, np.ndarray]:
+                sharey: bool = False, min_width: float = 0.0) -> tuple[Any, np.ndarray]:
     """A figure with an exact ``nrows`` x ``ncols`` grid of axes (sizes and margins in inches, no layout engine).
 
     Small multiples drawn this way need one drawing pass instead of the several a layout engine makes, which
@@ -117,6 +117,8 @@ def grid_figure(nrows: int, ncols: int, *, panel_w: float, panel_h: float, left:
     from matplotlib.figure import Figure
 
     W = left + ncols * panel_w + (ncols - 1) * wgap + right
+    if W < min_width:  # room for a title or legend wider than the grid: centre the grid
+        left, right, W = left + (min_width - W) / 2, right + (min_width - W) / 2, min_width
     H = top + nrows * panel_h + (nrows - 1) * hgap + bottom
     fig = Figure(figsize=(W, H))
     FigureCanvasAgg(fig)
@@ -255,10 +257,10 @@ def group_curves(panels: Sequence[dict[str, Any] | None], *, metric: str, split:
         return None
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
-    pw = min(2.6, (10.6 - 0.75 - 0.25 * (ncols - 1)) / ncols)
+    pw = min(2.6 if ncols > 1 else 4.0, (10.6 - 0.75 - 0.25 * (ncols - 1)) / ncols)
     rules = {r for p in panels if p for run in p["runs"] for r in run["selected"]}
     fig, axes = grid_figure(nrows, ncols, panel_w=pw, panel_h=1.6, wgap=0.25, hgap=0.45, top=0.7,
-                            bottom=0.55 + 0.2 * _legend_rows(len(rules), 5), sharex=True, sharey=True)
+                            bottom=0.55 + 0.2 * _legend_rows(len(rules), 5), sharex=True, sharey=True, min_width=7.0)
     handles: dict[str, Any] = {}
     for k, p in enumerate(panels):
         ax = axes[k // ncols][k % ncols]
@@ -320,7 +322,7 @@ def cell_heatmaps(panels: Sequence[dict[str, Any] | None], *, class_names: Seque
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
     if annotate is None:
-        annotate = K * G <= 144 and ncols <= 3
+        annotate = K * G <= 144 and ncols <= 4
     longest_x = max(len(str(b)) for b in bias_names)
     rot = longest_x > 2
     longest_y = max(len(str(c)) for c in class_names)
@@ -381,6 +383,8 @@ def cell_heatmaps(panels: Sequence[dict[str, Any] | None], *, class_names: Seque
             ax.set_ylabel(ylabel, fontsize=8)
         if bottom:
             ax.set_xlabel(xlabel, fontsize=8)
+    for k in range(len(panels), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
     W, H = fig.get_figwidth(), fig.get_figheight()
     bottom_in, grid_h = 0.5 + x_lab_h, H - 0.3 - (0.5 + x_lab_h)
     cax = fig.add_axes(((W - 0.75) / W, (bottom_in + 0.05 * grid_h) / H, 0.14 / W, 0.9 * grid_h / H))
@@ -436,7 +440,7 @@ def comparison_chart(series: Sequence[dict[str, Any]], *, x_labels: Sequence[str
     pw = min(4.5, max(1.8, 0.2 * n_m * n_x + 0.5), (10.6 - 0.75 - 0.3 * (ncols - 1)) / ncols)
     n_leg = n_m + (1 if published else 0)
     fig, axes = grid_figure(nrows, ncols, panel_w=pw, panel_h=2.3, wgap=0.3, hgap=0.65, top=0.35,
-                            bottom=0.55 + 0.2 * _legend_rows(n_leg, 6), sharey=True)
+                            bottom=0.55 + 0.2 * _legend_rows(n_leg, 6), sharey=True, min_width=5.5)
     width = 0.8 / n_m
     x = np.arange(n_x)
     handles: dict[str, Any] = {}
@@ -527,7 +531,7 @@ def score_multiples(scores: np.ndarray, y: np.ndarray, g: np.ndarray, groups: Se
     ncols = min(max_cols, G)
     nrows = math.ceil(G / ncols)
     fig, axes = grid_figure(nrows, ncols, panel_w=min(1.75, (10.4 - 0.75 - 0.35 * (ncols - 1)) / ncols), panel_h=1.25,
-                            wgap=0.35, hgap=0.55, top=0.55 if title else 0.3, bottom=0.8, sharex=True)
+                            wgap=0.35, hgap=0.55, top=0.55 if title else 0.3, bottom=0.8, sharex=True, min_width=5.0)
     bins = np.linspace(0, 1, 31)
     handles: dict[str, Any] = {}
     for k, name in enumerate(groups):
@@ -632,22 +636,24 @@ def skew_bars(most_skewed: dict[str, list[dict[str, Any]]], base_rate: dict[str,
     return fig_to_uri(fig)
 
 
-def examples_grid(images: np.ndarray, captions: Sequence[str], *, title: str, ncols: int = 8) -> str | None:
-    """A grid of (N, H, W, C) uint8 images with a caption under each."""
+def examples_grid(images: Sequence[np.ndarray | None], captions: Sequence[str], *, title: str,
+                  ncols: int = 8) -> str | None:
+    """A grid of ``(H, W, C)`` uint8 images with a caption above each (``None`` leaves a place empty)."""
     n = len(images)
-    if n == 0:
+    if n == 0 or all(im is None for im in images):
         return None
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig = new_figure(min(11.0, 1.25 * ncols + 0.2), 1.45 * nrows + 0.4)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    side = min(1.0, (10.6 - 0.2 * (ncols - 1)) / ncols)
+    fig, axes = grid_figure(nrows, ncols, panel_w=side, panel_h=side, left=0.1, right=0.1, wgap=0.2, hgap=0.42,
+                            top=0.75, bottom=0.1, min_width=4.0)
     for k in range(nrows * ncols):
         ax = axes[k // ncols][k % ncols]
         ax.axis("off")
-        if k < n:
+        if k < n and images[k] is not None:
             img = images[k]
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
                       interpolation="nearest")
-            ax.set_title(captions[k], fontsize=6.5)
-    fig.suptitle(title, fontsize=9)
+            ax.set_title(captions[k], fontsize=6.5, pad=2)
+    fig.suptitle(title, fontsize=9, y=1 - 0.12 / fig.get_figheight())
     return fig_to_uri(fig)

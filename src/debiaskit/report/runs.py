@@ -237,7 +237,7 @@ def _single_run(run: RunData, rules: list[str], focus: str, metric: str) -> dict
             panels.append(p)
         if panels:
             heat = plots.cell_heatmaps(panels, class_names=cn, bias_names=bn, ylabel=ylab, xlabel=xlab, palette=pal,
-                                       aligned=aligned, ncols=min(3, len(panels)))
+                                       aligned=aligned, ncols=min(4, len(panels)))
             fc = _cells(_test_row_at(run, selected.get(focus)))
             if fc is not None:
                 acc = _acc(*fc)
