@@ -72,6 +72,24 @@ class EntrySource:
         return f"{self.module}:{self.qualname}" if self.qualname else self.module
 
 
+#: modules whose frames are skipped when looking for the code that calls ``register``
+_REGISTRY_MODULES = frozenset({__name__, "debiaskit.models.registry", "debiaskit.methods.registry",
+                               "debiaskit.data.registry"})
+
+
+def _registering_module() -> str | None:
+    """``__name__`` of the first caller outside the registry modules (the module doing the registering)."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        if name not in _REGISTRY_MODULES:
+            return name
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 class Registry(Generic[T]):
     """Maps names to entries (classes or factory functions).
 
@@ -148,8 +166,10 @@ class Registry(Generic[T]):
     def _source_of(self, obj: Any) -> EntrySource:
         if self._loading is not None:
             return self._loading
-        module = getattr(obj, "__module__", None) or ""
         qual = getattr(obj, "__qualname__", "") or ""
+        # the module that *registers* the entry (importing it again registers it again), which may differ from
+        # the module that defines the object
+        module = _registering_module() or getattr(obj, "__module__", None) or ""
         if module == "debiaskit" or module.startswith("debiaskit."):
             return EntrySource("builtin", module, qual)
         return EntrySource("main" if module == "__main__" else "module", module, qual)

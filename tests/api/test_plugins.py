@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,9 +75,10 @@ def _eps(*pairs):
 
 
 def test_entry_points_register_and_a_broken_plugin_is_named(monkeypatch):
+    real = importlib.metadata.entry_points
+    fake = _eps(("good", "debiaskit_plugin_fixture.nets:plugin_cnn"), ("broken", "no_such_plugin_module:factory"))
     monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group: _eps(("good", "debiaskit_plugin_fixture.nets:plugin_cnn"),
-                                           ("broken", "no_such_plugin_module:factory")) if group == "debiaskit.models" else [])
+                        lambda **kw: fake if kw.get("group") == "debiaskit.models" else real(**kw))
     reg: Registry = Registry("model", builtin_modules=[])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -91,3 +93,23 @@ def test_entry_points_register_and_a_broken_plugin_is_named(monkeypatch):
         reg.get("broken")
     with pytest.raises(DebiaskitError, match="unknown model 'nothing'.*'debiaskit.models' entry-point group"):
         reg.get("nothing")
+
+
+def test_entries_registered_by_a_module_are_reimported_by_a_new_process(tmp_path, cli):
+    """The issue's `register_model` case: a run of a runtime-registered model is predicted from a new process."""
+    import debiaskit_plugin_fixture.registered  # noqa: F401 - registers the model and the dataset (origin: module)
+    from debiaskit.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "fixture_registered_planted", "--set", "hparams.model=fixture_registered_cnn",
+                 "--steps", "10", "--set", "train.eval_every=10", "--no-progress", "--out", str(run)]) == 0
+    prov = json.loads((run / "result.json").read_text())["provenance"]
+    assert prov["model"]["fixture_registered_cnn"] == {"origin": "module", "module": "debiaskit_plugin_fixture.registered",
+                                                       "qualname": "plugin_cnn"}
+    assert prov["dataset"]["fixture_registered_planted"]["module"] == "debiaskit_plugin_fixture.registered"
+    plugin_src = Path(__file__).resolve().parents[1] / "fixtures" / "plugin_pkg" / "src"  # importable, no entry points
+    ok = cli("predict", str(run), "--out", str(tmp_path / "p.csv"), pythonpath=plugin_src)
+    assert ok.returncode == 0, ok.stderr
+    gone = cli("predict", str(run), "--out", str(tmp_path / "q.csv"))
+    assert gone.returncode == 2
+    assert "registered by module 'debiaskit_plugin_fixture.registered', which cannot be imported" in gone.stderr
