@@ -505,8 +505,14 @@ def _sweep_findings(ds: str, ds_rows: list[dict[str, Any]], rules: list[str], fo
             continue
         cand.sort(key=lambda rc: -rc[1]["mean"])
         best, bc = cand[0]
+        seeds = f"{bc['n']} seed{'s' if bc['n'] != 1 else ''}"
+        if len(cand) == 1:
+            out.append({"level": "info", "text": f"{ds} at {fmt_ratio(ratio)}: only {best['label']} has finished runs; "
+                        f"test {mname} under {labels.get(focus, focus)} {100 * bc['mean']:.2f} ± "
+                        f"{100 * bc['std']:.2f} ({seeds})."})
+            continue
         text = (f"{ds} at {fmt_ratio(ratio)}: best test {mname} under {labels.get(focus, focus)} is {best['label']} "
-                f"with {100 * bc['mean']:.2f} ± {100 * bc['std']:.2f} ({bc['n']} seed{'s' if bc['n'] != 1 else ''})")
+                f"with {100 * bc['mean']:.2f} ± {100 * bc['std']:.2f} ({seeds})")
         if len(cand) > 1:
             r2, c2 = cand[1]
             text += f", {100 * (bc['mean'] - c2['mean']):+.2f} points over {r2['label']}"
@@ -546,7 +552,8 @@ def _sweep_findings(ds: str, ds_rows: list[dict[str, Any]], rules: list[str], fo
                 if metric in r["rules"].get("oracle_test", {}) and metric in r["rules"].get(focus, {})]
         if gaps:
             out.append({"level": "info", "text": f"{ds}: {rule_label('oracle_test')} adds {100 * np.mean(gaps):+.2f} "
-                        f"points on average over {labels.get(focus, focus)} ({len(gaps)} groups) — the optimism of "
+                        f"points on average over {labels.get(focus, focus)} ({len(gaps)} "
+                        f"setting{'s' if len(gaps) != 1 else ''}) — the optimism of "
                         "test-set selection."})
     return out
 
