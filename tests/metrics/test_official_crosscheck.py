@@ -255,3 +255,25 @@ def test_bootstrap_std_ddof():
     assert r1.ddof == 1 and r1.std == pytest.approx(np.std(r1.values, ddof=1))
     assert r0.ddof == 0 and r0.std == pytest.approx(np.std(r0.values))  # what the official np.std gives
     assert r1.std / r0.std == pytest.approx(np.sqrt(50 / 49))
+
+
+def test_gce_weight_precision_documented_difference():
+    """LfF/DisEnt GCE weight q·p_y^q: the official code takes the softmax in the logits' dtype, ours in
+    float32 (docs/metrics.md, differences table): identical for float32 logits, different only where p_y
+    leaves the float32 range for float64 logits."""
+    import torch
+    import torch.nn.functional as F
+
+    from debiaskit.losses import generalized_ce
+
+    def official(logits, y, q=0.7):
+        p_y = torch.softmax(logits, 1).gather(1, y[:, None])[:, 0]  # in the logits' dtype
+        return F.cross_entropy(logits, y, reduction="none") * q * p_y**q
+
+    y = torch.tensor([0, 1, 0])
+    z32 = torch.tensor([[0.5, 2.0], [3.0, -1.0], [0.0, 30.0]])
+    torch.testing.assert_close(generalized_ce(z32, y), official(z32, y), rtol=0, atol=0)
+    z64 = torch.tensor([[0.0, 20.0], [0.0, 103.0]], dtype=torch.float64)
+    a, b = generalized_ce(z64, torch.tensor([0, 0])), official(z64, torch.tensor([0, 0]))
+    assert abs(a[0] / b[0] - 1) < 1e-6  # ordinary logits: same to float32 precision
+    assert abs(a[1] / b[1] - 1) > 0.01 and b[1] < 1e-29  # extreme: p_y below the float32 range, weight < 1e-29
