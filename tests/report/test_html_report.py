@@ -303,3 +303,15 @@ def test_examples_need_a_run_directory(tiny_sweep, no_png):
     rec = sorted((root / "records").glob("*.json"))[0]
     ctx = build_context(rec, examples=True)
     assert any("need a finished run directory" in f["text"] for f in ctx["findings"])
+
+
+def test_names_from_the_data_are_escaped(label_audit, tmp_path, no_png):
+    bad = tmp_path / "bad"
+    shutil.copytree(label_audit, bad)
+    rep = json.loads((bad / "report.json").read_text())
+    rep["data"]["name"] = '<script>alert("x")</script>'
+    rep["bias_card"]["label_names"][0] = '<img src="https://example.org/x.png">'
+    (bad / "report.json").write_text(json.dumps(rep))
+    html = render_html(build_context(bad))
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert '<img src="https://' not in html
