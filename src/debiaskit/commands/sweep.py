@@ -26,7 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "are skipped, interrupted ones resumed.")
     p.add_argument("file", help="sweep YAML file (see docs/methods_lff_disent.md)")
     p.add_argument("--out", default=None, help="sweep directory (default: sweeps/<name of the file>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local: runs in parallel processes (default 1); ray: at most this many runs at once "
+                        "(default: as many as the cluster's resources allow)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local processes (default) or Ray tasks on this machine or a Ray cluster (docs/scaling.md)")
+    p.add_argument("--address", default=None,
+                   help="ray: the cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here)")
+    p.add_argument("--cpus-per-run", type=float, default=None, help="ray: CPUs each run reserves (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=None,
+                   help="ray: GPUs each run reserves, fractions share a GPU (default 0)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default $DEBIASKIT_NUM_THREADS or cores/jobs)")
     p.add_argument("--ratios", type=_floats, default=None, help="only these ratios of the grid, e.g. 0.01")
@@ -61,11 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
     from debiaskit.errors import DebiaskitError
-    from debiaskit.experiments.sweep import expand_sweep, load_sweep, run_sweep
+    from debiaskit.experiments.sweep import expand_sweep, load_sweep
 
     spec = load_sweep(args.file)
     out = Path(args.out) if args.out else Path("sweeps") / (str(spec.get("name") or Path(args.file).stem))
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise DebiaskitError(f"--jobs must be >= 1, got {args.jobs}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     runs = expand_sweep(spec, out, ratios=args.ratios, seeds=args.seeds, methods=methods, records=args.records,
@@ -75,7 +84,10 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             where = " (recorded)" if r.records_dir is not None and r.record is not None else ""
             print(f"{'done   ' if r.done else 'pending'} {r.run_dir}{where}")
         return 0
-    manifest = run_sweep(runs, out, jobs=args.jobs, threads=args.threads)
+    from debiaskit.experiments.backends import execute_sweep  # imports Ray only for --backend ray
+
+    manifest = execute_sweep(runs, out, backend=args.backend, jobs=args.jobs, threads=args.threads,
+                             address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     print(f"sweep directory: {out}")
     return 1 if manifest.get("n_failed") else 0
 
