@@ -265,7 +265,7 @@ def remove_stale_tmp(run_dir: str | os.PathLike) -> list[Path]:
     """Delete the ``.<name>.<random>.tmp`` files that killed atomic writers left in ``run_dir``.
 
     Only the top level of ``run_dir`` is cleaned. Call it while holding the run's lock
-    (:class:`debiaskit.experiments.lock.RunLock`): then no other writer is active there and every such file is
+    (:class:`debiaskit.lock.RunLock`): then no other writer is active there and every such file is
     stale. Returns the removed paths.
     """
     run_dir = Path(run_dir)
