@@ -318,6 +318,14 @@ def _md(res: dict[str, Any], command: str) -> str:
             "paper's COCO rows use the train split). CelebA: #men/#women = Male=1 / Male=0 in the train partition.",
             "",
         ]
+        per_ep = {d: [r["s_per_epoch"] for r in rows if r["config"]["data"] == d] for d in ("imSitu", "COCO", "CelebA")}
+        timing = ", ".join(f"{d} {min(v):.2f}–{max(v):.2f} s" for d, v in per_ep.items() if v)
+        lines += [
+            f"Timing: CPU only (no GPU used), one torch thread, `nice -n 5`, on a 2-core machine shared with other jobs "
+            f"(load averages above), so wall times are pessimistic. Wall time per attacker epoch of 5 batched rounds "
+            f"(setup included): {timing}.",
+            "",
+        ]
     sizes = res.get("split_sizes")
     if sizes:
         lines += ["## α-split sizes: shipped ids vs our `balanced_split` (seed 0)", "",
