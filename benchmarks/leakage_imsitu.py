@@ -326,6 +326,15 @@ def _md(res: dict[str, Any], command: str) -> str:
             f"(setup included): {timing}.",
             "",
         ]
+        best = {d: [e for r in rows if r["config"]["data"] == d for e in r["best_epoch"]] for d in ("imSitu", "COCO", "CelebA")}
+        lines += [
+            "Best validation epochs (selection is per round): "
+            + ", ".join(f"{d} {min(v)}–{max(v)}" for d, v in best.items() if v)
+            + ". Rows whose rounds all peak within the first 10 epochs ("
+            + ", ".join(f"{r['config']['data']} {r['label']}" for r in rows if max(r["best_epoch"]) <= 10)
+            + ") give exactly what a 10-epoch run with the same seed gives (same seeded initialisation and shuffles).",
+            "",
+        ]
     sizes = res.get("split_sizes")
     if sizes:
         lines += ["## α-split sizes: shipped ids vs our `balanced_split` (seed 0)", "",
