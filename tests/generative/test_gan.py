@@ -82,13 +82,28 @@ def test_adapters(tmp_path):
         load_generator(tmp_path / "lin.pt")
     ts = load_generator(tmp_path / "lin.pt", latent_dim=4, output_range=(0.0, 1.0))
     assert ts.generate(torch.randn(3, 4)).shape == (3, 3, 8, 8)
-    # pickled module needs explicit trust
+    # a pickled module file is never unpickled; the same module through python:MODULE:FACTORY works
     seq = torch.nn.Sequential(torch.nn.Linear(4, 3 * 8 * 8), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (3, 8, 8)))
     torch.save(seq, tmp_path / "mod.pt")
-    with pytest.raises(DebiaskitError, match="trust"):
+    with pytest.raises(DebiaskitError, match="Pickled nn.Module files are not loaded"):
         load_generator(tmp_path / "mod.pt", latent_dim=4, output_range=(0.0, 1.0))
-    m = load_generator(tmp_path / "mod.pt", latent_dim=4, output_range=(0.0, 1.0), trust_pickle=True)
+    (tmp_path / "my_gen_pkg.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(4, 192), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (3, 8, 8)))\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        m = load_generator("python:my_gen_pkg:make", latent_dim=4, output_range=(0.0, 1.0))
+    finally:
+        sys.path.remove(str(tmp_path))
     assert isinstance(m, ModuleGenerator) and m.output_shape() == (3, 8, 8)
+    with pytest.raises(DebiaskitError, match="cannot import the generator factory"):
+        load_generator("python:no_such_module_xyz:make", latent_dim=4, output_range=(0.0, 1.0))
+    with pytest.raises(DebiaskitError, match="python:MODULE:FACTORY"):
+        load_generator("python:justamodule", latent_dim=4, output_range=(0.0, 1.0))
     with pytest.raises(DebiaskitError, match="output_range"):
         ModuleGenerator(Lin(), latent_dim=4, output_range=(0.0, 255.0))
     with pytest.raises(DebiaskitError, match=r"z must have shape \(n, 4\)"):

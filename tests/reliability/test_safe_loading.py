@@ -21,8 +21,8 @@ from debiaskit.errors import DebiaskitError
 from reliability._faults import payload_pickle, payload_torch  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "debiaskit"
-#: deliberate, documented opt-ins: a pickled nn.Module generator with --trust-pickle (docs/reliability.md)
-ALLOWED = {("generative/protocol.py", "torch.load(path, map_location=\"cpu\", weights_only=False)")}
+#: deliberate, documented exceptions to safe loading: none
+ALLOWED: set[tuple[str, str]] = set()
 #: restricted unpicklers: subclasses of pickle.Unpickler whose find_class allows a fixed list of globals
 RESTRICTED = {"data/unpickle.py", "data/cifar10_source.py"}
 
@@ -101,12 +101,12 @@ def test_gan_checkpoint_payload(tmp_path, marker, maker):
 
 
 @pytest.mark.parametrize("maker", [payload_pickle, payload_torch])
-def test_generator_file_payload_needs_trust_pickle(tmp_path, marker, maker):
+def test_generator_file_payload_is_never_unpickled(tmp_path, marker, maker):
     from debiaskit.generative.protocol import load_generator
 
     p = tmp_path / "g.pt"
     p.write_bytes(maker(marker))
-    with pytest.raises(DebiaskitError, match="trust_pickle"), warnings.catch_warnings():
+    with pytest.raises(DebiaskitError, match="Pickled nn.Module files are not loaded"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         load_generator(p)
 

@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build real ∪ G(z) ∪ G(z') training data for the latent_aug method.",
     )
     p.add_argument("--generator", required=True,
-                   help="GAN checkpoint (debiaskit generative train-gan), TorchScript / module file, or hub:REPO:ENTRY")
+                   help="GAN checkpoint (debiaskit generative train-gan), TorchScript file, python:MODULE:FACTORY, "
+                        "or hub:REPO:ENTRY")
     p.add_argument("--dataset", required=True, help="registered dataset with target/protected options, e.g. celeba64_mini")
     p.add_argument("--target", required=True, help="target attribute, e.g. Smiling")
     p.add_argument("--protected", default="Male", help="protected attribute (default Male)")
@@ -47,9 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default=None, help="where to train missing baselines (default <out>.baselines)")
     p.add_argument("--baseline-steps", type=int, default=None, help="steps of baselines trained here (default: dataset default)")
     p.add_argument("--resize", action="store_true", help="resize generator output to the dataset's image size")
-    p.add_argument("--latent-dim", type=int, default=None, help="latent size of a TorchScript / module generator")
+    p.add_argument("--latent-dim", type=int, default=None, help="latent size of a TorchScript / python: generator")
     p.add_argument("--output-range", choices=["-1,1", "0,1"], default=None, help="declared output range of such a generator")
-    p.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled nn.Module generator")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     p.set_defaults(func=_augment)
 
@@ -118,7 +118,7 @@ def run_augment(args: argparse.Namespace, *, log: Any = None) -> dict[str, Any]:
     shape = splits["train"].image_shape
     rng = None if args.output_range is None else tuple(float(v) for v in args.output_range.split(","))
     gen = load_generator(args.generator, latent_dim=args.latent_dim, output_range=rng,
-                         out_size=shape[-1] if args.resize else None, trust_pickle=args.trust_pickle)
+                         out_size=shape[-1] if args.resize else None)
     check_output_shape(gen, shape, what=f"the image shape of {args.dataset}")
     timings: dict[str, float] = {}
     base_dir = Path(args.baselines) if args.baselines else out.parent / f"{out.name}.baselines"

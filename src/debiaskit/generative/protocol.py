@@ -15,8 +15,10 @@ classifiers, so the cached arrays are exactly what the classifiers saw).
 
 * a checkpoint of ``debiaskit generative train-gan`` (the EMA generator is used);
 * a TorchScript file (``torch.jit.save``) — give ``latent_dim`` and ``output_range``;
-* a pickled ``nn.Module`` (``torch.save(model)``) — unpickling runs code from the file, so this needs
-  ``trust_pickle=True`` (CLI ``--trust-pickle``); only load files you trust;
+* ``python:MODULE:FACTORY`` — your own generator class: ``FACTORY()`` (importable from your environment,
+  e.g. a plugin package) returns the ``nn.Module``, which may load its own weights. A pickled ``nn.Module``
+  file (``torch.save(model)``) is refused: unpickling runs code from the file. Save it as TorchScript
+  (``torch.jit.save(torch.jit.script(model), path)``) or expose it through ``python:``;
 * ``hub:REPO:ENTRY[?key=value&...]`` — a torch.hub entry point, e.g. the PGAN CelebA model used by the
   paper (needs internet; not exercised by the tests)::
 
@@ -140,11 +142,17 @@ def load_generator(
     latent_dim: int | None = None,
     output_range: tuple[float, float] | None = None,
     out_size: int | None = None,
-    trust_pickle: bool = False,
     batch_size: int = 256,
 ) -> ModuleGenerator:
-    """Load a generator from a debiaskit GAN checkpoint, a TorchScript / pickled module file, or torch.hub."""
+    """Load a generator from a debiaskit GAN checkpoint, a TorchScript file, ``python:MODULE:FACTORY`` or torch.hub.
+
+    Nothing is unpickled: checkpoints load with ``torch.load(weights_only=True)``, TorchScript archives hold no
+    pickled Python objects, and ``python:`` runs only code you installed and named.
+    """
     s = str(spec)
+    if s.startswith("python:"):
+        return _module_generator(_import_factory(s)(), s, latent_dim=latent_dim, output_range=output_range,
+                                 out_size=out_size, batch_size=batch_size)
     if s.startswith("hub:"):
         repo, entry, kw = _parse_hub(s)
         model = torch.hub.load(repo, entry, **kw)  # pragma: no cover - needs internet
@@ -179,29 +187,41 @@ def load_generator(
     except Exception:  # noqa: BLE001 - not a TorchScript archive
         scripted = None
     if scripted is not None:
-        scripted.eval()
-        d = latent_dim if latent_dim is not None else getattr(scripted, "latent_dim", None)
-        r = output_range if output_range is not None else getattr(scripted, "output_range", None)
-        if d is None or r is None:
-            raise DebiaskitError(f"{path} is a TorchScript generator: declare its latent_dim and output_range")
-        return ModuleGenerator(scripted, latent_dim=int(d), output_range=tuple(r), out_size=out_size,
-                               batch_size=batch_size, name=str(path))
-    # 3) a pickled nn.Module
-    if not trust_pickle:
-        raise DebiaskitError(
-            f"{path} is neither a debiaskit GAN checkpoint nor TorchScript; loading a pickled nn.Module runs code "
-            "from the file: pass trust_pickle=True (--trust-pickle) if you trust it"
-        )
+        return _module_generator(scripted, f"{path} (TorchScript)", latent_dim=latent_dim, output_range=output_range,
+                                 out_size=out_size, batch_size=batch_size)
+    raise DebiaskitError(
+        f"{path} is neither a debiaskit GAN checkpoint nor a TorchScript file. Pickled nn.Module files are not "
+        "loaded (unpickling runs code from the file): save the generator with "
+        "torch.jit.save(torch.jit.script(model), PATH), or pass python:MODULE:FACTORY"
+    )
+
+
+def _import_factory(spec: str) -> Any:
+    """``python:pkg.mod:factory`` → the callable (imported from the user's environment)."""
+    import importlib
+
+    body = spec.removeprefix("python:")
+    mod_name, sep, attr = body.partition(":")
+    if not sep or not mod_name or not attr:
+        raise DebiaskitError(f"python generator spec must be python:MODULE:FACTORY, got {spec!r}")
     try:
-        module = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise DebiaskitError(f"cannot load generator {path}: {type(e).__name__}: {e}") from None
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise DebiaskitError(f"cannot import the generator factory {spec!r}: {e}") from None
+    if not callable(factory):
+        raise DebiaskitError(f"{spec!r} is not callable")
+    return factory
+
+
+def _module_generator(module: Any, name: str, *, latent_dim: int | None, output_range: tuple[float, float] | None,
+                      out_size: int | None, batch_size: int) -> ModuleGenerator:
+    """Wrap a module, reading ``latent_dim`` / ``output_range`` from it unless given."""
     if not isinstance(module, torch.nn.Module):
-        raise DebiaskitError(f"{path} holds a {type(module).__name__}, not an nn.Module generator")
+        raise DebiaskitError(f"{name} gives a {type(module).__name__}, not an nn.Module generator")
     module.eval()
     d = latent_dim if latent_dim is not None else getattr(module, "latent_dim", None)
     r = output_range if output_range is not None else getattr(module, "output_range", None)
     if d is None or r is None:
-        raise DebiaskitError(f"{path}: declare the generator's latent_dim and output_range")
+        raise DebiaskitError(f"{name}: declare the generator's latent_dim and output_range")
     return ModuleGenerator(module, latent_dim=int(d), output_range=tuple(r), out_size=out_size,
-                           batch_size=batch_size, name=str(path))
+                           batch_size=batch_size, name=name)
