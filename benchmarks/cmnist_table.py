@@ -97,15 +97,15 @@ def build_tables(records: Path, out_dir: Path, runs: list | None = None) -> dict
 
     have = load_runs([records]) if records.is_dir() else []
     ours: dict[str, Any] = {}
-    walls: dict[str, dict[float, float]] = {m: {} for m in METHODS}
+    times: dict[str, dict[float, list[float]]] = {m: {} for m in METHODS}
     if have:
         for w in WEIGHTS:
             ours[w] = _cells(collect([records], selection=list(RULES), weights=w))
         for run in have:
             r = run.result
             ratio = min(RATIOS, key=lambda x: abs(x - float(r["dataset_options"]["ratio"])))
-            walls[r["method"]].setdefault(ratio, []).append(r["wall_time_s"])  # type: ignore[arg-type]
-    walls = {m: {r: sum(v) / len(v) for r, v in d.items()} for m, d in walls.items()}  # type: ignore[misc]
+            times[r["method"]].setdefault(ratio, []).append(float(r["wall_time_s"]))
+    walls = {m: {r: sum(v) / len(v) for r, v in d.items()} for m, d in times.items()}
     head = "| method | selection | labels consumed | " + " | ".join(f"{100 * r:g} %" for r in RATIOS) + " |"
     sep = "|---|---|---|" + "---|" * len(RATIOS)
 

@@ -114,6 +114,22 @@ def _loadavg() -> list[float]:
 
 
 # ----------------------------------------------------------------------------------------------- the cells
+def _alpha_cells(common: dict[str, Any], y: np.ndarray, g: np.ndarray, shipped_ids: Any, *, seed: int,
+                 prefix: str = "") -> list[dict[str, Any]]:
+    """The α = 3, 2, 1 cells of one split: the shipped id lists and our ``balanced_split``."""
+    out = []
+    for source in ("shipped", "ours"):
+        for a in (3, 2, 1):
+            if source == "shipped":
+                ids, extra = shipped_ids(a), {}
+            else:
+                b = balanced_split(y, g, a, seed=seed)
+                ids, extra = b.indices, {"max_ratio": b.report["max_ratio"]}
+            label = f"{prefix}α={a} ({'shipped ids' if source == 'shipped' else 'our balanced_split'})"
+            out.append({**common, "alpha": a, "source": source, "label": label, "y": y[ids], "g": g[ids], **extra})
+    return out
+
+
 def _cells(root: Path, seed: int, only: set[str]) -> list[dict[str, Any]]:
     """Every (dataset, split, α, source) cell with its arrays; cheap (label files only)."""
     cells: list[dict[str, Any]] = []
@@ -124,16 +140,7 @@ def _cells(root: Path, seed: int, only: set[str]) -> list[dict[str, Any]]:
         common = {"data": "imSitu", "split": "train", "val": val, "test": test, "sizes": "imsitu", "num_classes": 211}
         cells.append({**common, "alpha": None, "source": "original", "label": "original train",
                       "y": v, "g": g})
-        for source in ("shipped", "ours"):
-            for a in (3, 2, 1):
-                if source == "shipped":
-                    ids, extra = load_ratio_ids(root, "imsitu", "train", a), {}
-                else:
-                    b = balanced_split(v, g, a, seed=seed)
-                    ids, extra = b.indices, {"max_ratio": b.report["max_ratio"]}
-                label = f"α={a} ({'shipped ids' if source == 'shipped' else 'our balanced_split'})"
-                cells.append({**common, "alpha": a, "source": source, "label": label, "y": v[ids], "g": g[ids],
-                              **extra})
+        cells += _alpha_cells(common, v, g, lambda a: load_ratio_ids(root, "imsitu", "train", a), seed=seed)
     if "coco" in only:
         o, g, _ = load_coco_labels(root, "val")
         ot, gt, _ = load_coco_labels(root, "test")
@@ -144,16 +151,8 @@ def _cells(root: Path, seed: int, only: set[str]) -> list[dict[str, Any]]:
                   "test": (ot[halves[1]], gt[halves[1]]), "sizes": (1500, 750, 750), "num_classes": None}
         cells.append({**common, "alpha": None, "source": "original", "label": "val as train (original)",
                       "y": o, "g": g})
-        for source in ("shipped", "ours"):
-            for a in (3, 2, 1):
-                if source == "shipped":
-                    ids, extra = load_ratio_ids(root, "coco", "val", a), {}
-                else:
-                    b = balanced_split(o, g, a, seed=seed)
-                    ids, extra = b.indices, {"max_ratio": b.report["max_ratio"]}
-                label = f"val α={a} ({'shipped ids' if source == 'shipped' else 'our balanced_split'})"
-                cells.append({**common, "alpha": a, "source": source, "label": label, "y": o[ids], "g": g[ids],
-                              **extra})
+        cells += _alpha_cells(common, o, g, lambda a: load_ratio_ids(root, "coco", "val", a), seed=seed,
+                              prefix="val ")
     if "celeba" in only:
         c = root / "celeba"
         tr, va, te = (load_celeba_attributes(c, split=s) for s in ("train", "val", "test"))

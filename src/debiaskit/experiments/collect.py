@@ -25,7 +25,14 @@ from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.records import RunData, load_runs
 from debiaskit.runkey import group_key, setting_key
 from debiaskit.io import csv_safe, md_cell, to_json
-from debiaskit.train.selection import ORACLE_LABEL, get_selection_rule, list_selection_rules, rule_label, select
+from debiaskit.train.selection import (
+    ORACLE_LABEL,
+    Selection,
+    get_selection_rule,
+    list_selection_rules,
+    rule_label,
+    select,
+)
 
 __all__ = ["ORACLE_LABEL", "aggregate", "collect", "fmt_pct", "format_table"]
 
@@ -59,20 +66,13 @@ def _applicable(rule: str, run: RunData, weights: str) -> bool:
                                   for e in run.evaluations)
 
 
-def _metric_at(run: RunData, rule: str, split: str, metric: str, weights: str) -> tuple[float | None, int | None]:
-    sel = select(rule, run.evaluations, weights=weights)
-    if sel.step is None:
-        return None, None
+def _value(sel: Selection, split: str, metric: str) -> float | None:
+    """``split``/``metric`` at the step a rule selected (None when the run lacks it)."""
     v = sel.metrics.get(split, {}).get(metric)
     try:
-        return (float(v) if v is not None else None), sel.step
+        return float(v) if v is not None else None
     except (TypeError, ValueError):
-        return None, sel.step
-
-
-def _score(run: RunData, rule: str, weights: str) -> float | None:
-    sel = select(rule, run.evaluations, weights=weights)
-    return sel.score
+        return None
 
 
 def aggregate(
@@ -102,14 +102,14 @@ def aggregate(
                 continue
             entry: dict[str, Any] = {"label": rule_label(rule),
                                      "labels_consumed": list(get_selection_rule(rule).labels_consumed)}
+            sels = [select(rule, run.evaluations, weights=weights) for run in runs_ok]  # once per run and rule
             for m in dict.fromkeys((metric, *SUMMARY_METRICS)):
-                cell = _cell([_metric_at(run, rule, split, m, weights)[0] for run in runs_ok])
+                cell = _cell([_value(sel, split, m) for sel in sels])
                 if cell:
                     entry[m] = cell
             entry["n"] = entry.get(metric, {}).get("n", 0)
-            entry["steps_selected"] = [_metric_at(run, rule, split, metric, weights)[1] for run in runs_ok]
-            scores = [_score(run, rule, weights) for run in runs_ok]
-            entry["val_score"] = _cell([s for s in scores if s is not None])
+            entry["steps_selected"] = [sel.step for sel in sels]
+            entry["val_score"] = _cell([sel.score for sel in sels if sel.score is not None])
             entries[rule] = entry
         walls = [float(r.result["wall_time_s"]) for r in g["runs"] if r.result.get("wall_time_s") is not None]
         rows.append({

@@ -260,11 +260,8 @@ def run_training(
     threads = choose_threads(tr.get("threads", "auto"), jobs=jobs, n_params=n_params)
     apply_threads(threads)
 
-    if tr.get("weight_average", "none") not in ("none", "ema"):
-        raise DebiaskitError(f"train.weight_average must be none or ema, got {tr['weight_average']!r}")
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(out_dir, wait=bool(tr.get("wait_for_lock", False)))
+    lock = RunLock(out_dir)
     if not lock.acquire():
         raise RunLockedError(out_dir, lock.owner())
     try:
