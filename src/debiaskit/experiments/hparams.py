@@ -95,14 +95,15 @@ def same_ratio(a: Any, b: Any) -> bool:
         return False
 
 
-def _mro_merge(cls: type[Method], attr: str) -> dict[Any, Any]:
-    """Merge a dict class attribute along the method's class hierarchy (base classes first)."""
+def _mro_merge(cls: type[Method], attr: str, *, nested: bool = False) -> dict[Any, Any]:
+    """Merge a dict class attribute along the method's class hierarchy (base classes first).
+
+    ``nested``: the values are themselves tables (``dataset_hparams``, ``ratio_hparams``) merged key by key.
+    """
     out: dict[Any, Any] = {}
     for klass in reversed(cls.__mro__):
-        val = klass.__dict__.get(attr)
-        if isinstance(val, dict):
-            for k, v in val.items():
-                out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) and attr != "default_hparams" else v
+        for k, v in (klass.__dict__.get(attr) or {}).items():
+            out[k] = {**out.get(k, {}), **v} if nested else v
     return out
 
 
@@ -125,10 +126,10 @@ def explain_hparams(
         out[k] = HParamSource(v, "dataset")
     for k, v in _mro_merge(cls, "default_hparams").items():
         out[k] = HParamSource(v, "method")
-    for k, v in _mro_merge(cls, "dataset_hparams").get(dataset, {}).items():
+    for k, v in _mro_merge(cls, "dataset_hparams", nested=True).get(dataset, {}).items():
         out[k] = HParamSource(v, "method:dataset")
     if ratio is not None:
-        for (ds, r), hp in _mro_merge(cls, "ratio_hparams").items():
+        for (ds, r), hp in _mro_merge(cls, "ratio_hparams", nested=True).items():
             if ds == dataset and same_ratio(ratio, r):
                 for k, v in hp.items():
                     out[k] = HParamSource(v, "method:ratio")
