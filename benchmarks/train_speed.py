@@ -4,6 +4,10 @@ Measures the trainer's hot path per step — index the in-memory uint8 images, u
 ``method.update`` (forward, losses, EMA + class-max over the whole table, backward, optimiser steps) and
 ``on_step_end`` — on CPU for each thread count in ``--threads`` and on the GPU when one is available.
 DisEnt is timed *after* the curriculum (feature swapping on: two encoders and four head evaluations).
+``--threads`` accepts ``default`` (what a run picks with no option: :func:`debiaskit.threads.choose_threads`)
+next to explicit counts; ``--load idle,busy`` times every case once on a quiet machine and once with one
+competing busy process (a single-threaded matrix-product loop), so the thread-policy ratios
+(default / best thread count, per case and load) are measured in one run.
 The EMA tables have 54,000 entries, the size of our Colored MNIST training split.
 
 Writes ``benchmarks/results/train_speed.json`` with wall ms/step, images/s, the process CPU time per step,
@@ -11,7 +15,7 @@ the DisEnt/vanilla ratio and a machine description (CPU model, cores, load avera
 shared machine the wall time mostly measures the scheduler; with one thread the process CPU time per step is
 the better estimate of the step cost on an idle core.
 
-    python benchmarks/train_speed.py --threads 1,2 --steps 200
+    python benchmarks/train_speed.py --threads default,1,2 --load idle,busy --steps 200
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +61,34 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+_BUSY = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\n"
+         "while True:\n    a = torch.tanh(a @ a)\n")
+
+
+def start_competitor() -> subprocess.Popen:
+    """One competing busy process (single-threaded matmul loop), as a second job on the machine would be."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _BUSY], env=env)
+    time.sleep(2.0)  # let it get going
+    return proc
+
+
+def resolve_threads(spec: str, name: str) -> tuple[int, str]:
+    """``default`` -> what the trainer's policy picks for this case's model; else the explicit count."""
+    if spec != "default":
+        return int(spec), "explicit"
+    from debiaskit.experiments.hparams import resolve_hparams
+    from debiaskit.models.registry import create_model
+    from debiaskit.threads import choose_threads
+
+    hp = resolve_hparams(CASES[name]["method"], "colored_mnist", warn=False)
+    hp.update(CASES[name]["hparams"])
+    model = create_model(hp["model"], num_classes=10, in_shape=(3, 28, 28))
+    n_params = sum(p.numel() for p in model.parameters())
+    choice = choose_threads("auto", n_params=n_params, env={})
+    return choice.threads, choice.reason
 
 
 def time_case(name: str, *, device: torch.device, threads: int, steps: int, warmup: int, n_train: int,
@@ -105,7 +138,9 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", default="1,2", help="CPU thread counts to time (comma-separated)")
+    ap.add_argument("--threads", default="default,1,2",
+                    help="CPU thread counts to time (comma-separated; 'default' = the trainer's policy)")
+    ap.add_argument("--load", default="idle", help="idle,busy: also time with one competing busy process")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--n-train", type=int, default=54000)
@@ -118,28 +153,54 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: unknown case(s) {bad}; choose from {list(CASES)}", file=sys.stderr)
         return 2
+    loads = [x for x in args.load.split(",") if x]
+    if any(x not in ("idle", "busy") for x in loads):
+        print(f"error: --load takes idle and/or busy, got {args.load!r}", file=sys.stderr)
+        return 2
     before = machine()
     rows = []
-    for threads in [int(t) for t in args.threads.split(",") if t]:
-        for c in cases:
-            r = time_case(c, device=torch.device("cpu"), threads=threads, steps=args.steps, warmup=args.warmup,
-                          n_train=args.n_train)
-            rows.append(r)
-            print(f"cpu x{threads:<2} {c:16s} {r['ms_per_step']:8.2f} ms/step {r['images_per_s']:9.0f} img/s "
-                  f"(process CPU time {r['cpu_ms_per_step']:.2f} ms/step)", flush=True)
+    for load in loads:
+        competitor = start_competitor() if load == "busy" else None
+        try:
+            for spec in [t for t in args.threads.split(",") if t]:
+                for c in cases:
+                    threads, why = resolve_threads(spec, c)
+                    r = time_case(c, device=torch.device("cpu"), threads=threads, steps=args.steps,
+                                  warmup=args.warmup, n_train=args.n_train)
+                    r.update(load=load, thread_spec=spec, thread_reason=why)
+                    rows.append(r)
+                    print(f"cpu {load:4s} {spec:>7s}(x{threads}) {c:16s} {r['ms_per_step']:8.2f} ms/step "
+                          f"{r['images_per_s']:9.0f} img/s (process CPU time {r['cpu_ms_per_step']:.2f} ms/step)",
+                          flush=True)
+        finally:
+            if competitor is not None:
+                competitor.kill()
+                competitor.wait()
     if torch.cuda.is_available() and not args.no_gpu:
         for c in cases:
             r = time_case(c, device=torch.device("cuda"), threads=1, steps=args.steps, warmup=args.warmup,
                           n_train=args.n_train)
             rows.append(r)
             print(f"cuda     {c:16s} {r['ms_per_step']:8.2f} ms/step {r['images_per_s']:9.0f} img/s", flush=True)
+    policy = {}
+    for load in loads:
+        for c in cases:
+            mine = [r for r in rows if r["case"] == c and r.get("load") == load]
+            dflt = next((r for r in mine if r["thread_spec"] == "default"), None)
+            if dflt and mine:
+                best = min(mine, key=lambda r: r["ms_per_step"])
+                policy[f"{c}_{load}"] = {"default_threads": dflt["threads"], "best_threads": best["threads"],
+                                         "default_ms": dflt["ms_per_step"], "best_ms": best["ms_per_step"],
+                                         "default_over_best": dflt["ms_per_step"] / best["ms_per_step"]}
+                print(f"policy {c:16s} {load:4s} default x{dflt['threads']} {dflt['ms_per_step']:.2f} ms vs best "
+                      f"x{best['threads']} {best['ms_per_step']:.2f} ms: {policy[f'{c}_{load}']['default_over_best']:.2f}x")
     ratios = {}
     for r in rows:
         if r["case"] == "disent":
             van = next((v for v in rows if v["case"] == "vanilla" and v["device"] == r["device"]
-                        and v["threads"] == r["threads"]), None)
+                        and v["threads"] == r["threads"] and v.get("load") == r.get("load")), None)
             if van:
-                ratios[f"{r['device']}_x{r['threads']}"] = {
+                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}"] = {
                     "wall": r["ms_per_step"] / van["ms_per_step"],
                     "cpu_time": r["cpu_ms_per_step"] / van["cpu_ms_per_step"]}
     from debiaskit import __version__
@@ -149,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         "debiaskit_version": __version__,
         "what": "one training step at batch 256 on Colored-MNIST-shaped uint8 data (index + transform + update)",
         "machine": before, "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "results": rows, "disent_over_vanilla": ratios,
-        "targets": {"disent_ms_per_step_2_cores": 12.0, "vanilla_speedup_over_disent": 3.0,
-                    "disent_50k_run_minutes": 10.0},
+        "results": rows, "disent_over_vanilla": ratios, "thread_policy": policy,
+        "targets": {"disent_ms_per_step_1_core": 12.5, "lff_ms_per_step_1_core": 13.5,
+                    "default_over_best_max": 1.2},
         "command": "python benchmarks/train_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     write_json(args.out, payload)
