@@ -92,7 +92,7 @@ def resolve_threads(spec: str, name: str) -> tuple[int, str]:
 
 
 def time_case(name: str, *, device: torch.device, threads: int, steps: int, warmup: int, n_train: int,
-              batch: int = 256) -> dict[str, Any]:
+              batch: int = 256, amp: str = "none") -> dict[str, Any]:
     from debiaskit.data.augment import make_batch_transform
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.experiments.hparams import resolve_hparams
@@ -117,7 +117,8 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     def one(step: int) -> None:
         idx = torch.randperm(n_train, generator=g, device=device)[:batch]
         x = transform(images[idx], g)
-        method.update(Batch(idx=idx, x=x, y=targets[idx], b=targets[idx]), step)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            method.update(Batch(idx=idx, x=x, y=targets[idx], b=targets[idx]), step)
         method.on_step_end(step)
 
     for s in range(first, first + warmup):
@@ -132,6 +133,7 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     dt = (time.perf_counter() - t0) / steps
     cpu = (time.process_time() - c0) / steps
     return {"case": name, "method": case["method"], "model": hp["model"], "device": str(device), "threads": threads,
+            "amp": amp,
             "batch_size": batch, "steps_timed": steps, "ms_per_step": 1000 * dt, "images_per_s": batch / dt,
             "cpu_ms_per_step": 1000 * cpu}
 
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="default,1,2",
                     help="CPU thread counts to time (comma-separated; 'default' = the trainer's policy)")
+    ap.add_argument("--amp", default="none", help="none,bf16: also time bfloat16 autocast (train.amp: bf16)")
     ap.add_argument("--load", default="idle", help="idle,busy: also time with one competing busy process")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
@@ -162,14 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     for load in loads:
         competitor = start_competitor() if load == "busy" else None
         try:
-            for spec in [t for t in args.threads.split(",") if t]:
+            for spec, amp in [(t, a) for t in args.threads.split(",") if t for a in args.amp.split(",") if a]:
                 for c in cases:
                     threads, why = resolve_threads(spec, c)
                     r = time_case(c, device=torch.device("cpu"), threads=threads, steps=args.steps,
-                                  warmup=args.warmup, n_train=args.n_train)
+                                  warmup=args.warmup, n_train=args.n_train, amp=amp)
                     r.update(load=load, thread_spec=spec, thread_reason=why)
                     rows.append(r)
-                    print(f"cpu {load:4s} {spec:>7s}(x{threads}) {c:16s} {r['ms_per_step']:8.2f} ms/step "
+                    print(f"cpu {load:4s} {spec:>7s}(x{threads}) {amp:4s} {c:16s} {r['ms_per_step']:8.2f} ms/step "
                           f"{r['images_per_s']:9.0f} img/s (process CPU time {r['cpu_ms_per_step']:.2f} ms/step)",
                           flush=True)
         finally:
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = {}
     for load in loads:
         for c in cases:
-            mine = [r for r in rows if r["case"] == c and r.get("load") == load]
+            mine = [r for r in rows if r["case"] == c and r.get("load") == load and r["amp"] == "none"]
             dflt = next((r for r in mine if r["thread_spec"] == "default"), None)
             if dflt and mine:
                 best = min(mine, key=lambda r: r["ms_per_step"])
@@ -198,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["case"] == "disent":
             van = next((v for v in rows if v["case"] == "vanilla" and v["device"] == r["device"]
-                        and v["threads"] == r["threads"] and v.get("load") == r.get("load")), None)
+                        and v["threads"] == r["threads"] and v.get("load") == r.get("load")
+                        and v["amp"] == r["amp"]), None)
             if van:
-                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}"] = {
+                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}_{r['amp']}"] = {
                     "wall": r["ms_per_step"] / van["ms_per_step"],
                     "cpu_time": r["cpu_ms_per_step"] / van["cpu_ms_per_step"]}
     from debiaskit import __version__
