@@ -242,89 +242,20 @@ def run_labels(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ model
-def audit_model(run: Any, *, kind: str = "logits", epochs: int = 20, rounds: int = 5, points: int = 5,
-                max_per_group: int = 3000, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
-    """λ_M, λ_D(F1) and Δ for a loaded run (see :func:`debiaskit.experiments.rundir.load_run`).
-
-    Uses the run's ``train`` split for the attacker's training data (the model's outputs on its own
-    training images, as the authors' λ_M does; ``docs/leakage.md``), ``val`` (or the first other split;
-    else half of ``test``) for selection and ``test`` for evaluation. The task is single-label (the run's logits over
-    ``num_classes``); the protected attribute is the dataset's bias attribute (G ≥ 2 groups; with G > 2
-    leakage is plain G-way accuracy, chance 1/G). Model F1 = macro-F1 of the argmax on ``test``.
-    """
-    from debiaskit.leakage import AttackerConfig, amplification, leakage_at_f1, macro_f1, model_leakage
-
-    splits = run.splits
-    names = list(splits)
-    if "train" not in names or "test" not in names:
-        raise DebiaskitError(f"the run's dataset needs train and test splits; has {', '.join(names)}")
-    val_name = "val" if "val" in names else next((s for s in names if s not in ("train", "test")), None)
-    data = {}
-    for s in {"train", "test", *( [val_name] if val_name else [])}:
-        ds = splits[s]
-        data[s] = (np.asarray(run.predict_logits(s).cpu().numpy(), np.float32), ds.targets.cpu().numpy(),
-                   ds.bias.cpu().numpy())
-    if val_name is None:
-        lo, y, g = data["test"]
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(len(g))
-        h1, h2 = np.sort(perm[: len(g) // 2]), np.sort(perm[len(g) // 2:])
-        data["val"] = (lo[h1], y[h1], g[h1])
-        data["test"] = (lo[h2], y[h2], g[h2])
-        val_name = "val (half of test)"
-        vkey = "val"
-    else:
-        vkey = val_name
-    n_classes = int(splits["train"].num_classes)
-    lt, yt, gt = data["train"]
-    lv, yv, gv = data[vkey]
-    le, ye, ge = data["test"]
-    model_f1 = float(macro_f1(ye, le.argmax(1), multilabel=False))
-    cfg = AttackerConfig(epochs=epochs, num_threads=threads)
-    sizes = (max_per_group, max(1, max_per_group // 2), max(1, max_per_group // 2))
-    lam_m = model_leakage(lt, gt, val=(lv, gv), test=(le, ge), multilabel=False, kind=kind, sizes=sizes,
-                          rounds=rounds, seed=seed, config=cfg)
-    hi = min(0.999, model_f1 + 0.15)
-    lo_f = max(0.02, model_f1 - 0.15)
-    f1_grid = list(np.linspace(lo_f, hi, max(2, points)))
-    curve, lam_d, extrap = leakage_at_f1(yt, gt, val=(yv, gv), test=(ye, ge), model_f1=model_f1, f1_grid=f1_grid,
-                                        num_classes=n_classes, sizes=sizes, rounds=rounds, seed=seed, config=cfg)
-    amp = amplification(lam_m, curve, model_f1)
-    return {"version": __version__, "seed": seed, "run": str(getattr(run, "path", "")), "kind": kind,
-            "splits": {"attacker_train": "train (model outputs on its own training images)",
-                       "attacker_val": val_name, "attacker_test": "test"},
-            "data_fingerprint": getattr(splits, "fingerprint", None), "model_f1": model_f1,
-            "lambda_M": lam_m.to_dict(), "lambda_D_at_F1": lam_d, "extrapolated": extrap, "delta": amp["delta"],
-            "curve": curve.to_dict()}
-
-
 def run_model(args: argparse.Namespace) -> int:
+    from debiaskit.experiments import rundir
     from debiaskit.io import write_json, write_text
+    from debiaskit.leakage import audit_model, format_model_audit
 
     for name in ("epochs", "rounds", "points", "max_per_group"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise DebiaskitError(f"run directory not found: {run_dir}")
-    from debiaskit.experiments.rundir import load_run
-
-    run = load_run(run_dir, data_dir=getattr(args, "data_dir", None))
+    run = rundir.load_run(run_dir, data_dir=getattr(args, "data_dir", None))
     res = audit_model(run, kind=args.kind, epochs=args.epochs, rounds=args.rounds, points=args.points,
                       max_per_group=args.max_per_group, seed=args.seed, threads=args.threads)
-    lm = res["lambda_M"]
-    lines = [f"# Leakage audit of {run_dir}", "",
-             f"debiaskit {__version__}, seed {args.seed}, attacker input: {args.kind}, {args.rounds} rounds, "
-             f"{args.epochs} epochs (paper: 100)", "",
-             f"- model macro-F1 (test): {res['model_f1']:.4f}",
-             f"- λ_M: {100 * lm['mean']:.2f} ± {100 * lm['std']:.2f} %",
-             f"- λ_D(F1): {100 * res['lambda_D_at_F1']:.2f} %"
-             + (" (extrapolated: model F1 outside the curve)" if res["extrapolated"] else ""),
-             f"- Δ = λ_M − λ_D(F1): {100 * res['delta']:+.2f} points", "",
-             "| p | F1 (val) | λ_D |", "|---|---|---|"]
-    c = res["curve"]
-    for p, f, lk, sd in zip(c["p"], c["f1_mean"], c["leakage_mean"], c["leakage_std"]):
-        lines.append(f"| {p:.4f} | {f:.4f} | {100 * lk:.2f} ± {100 * sd:.2f} |")
-    text = "\n".join(lines) + "\n"
+    text = format_model_audit(res, title=f"Leakage audit of {run_dir}")
     out = Path(args.out) if args.out else run_dir / "audit_leakage"
     write_json(out / "report.json", res)
     write_text(out / "report.md", text)
