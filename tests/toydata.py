@@ -1,8 +1,21 @@
 """Shared toy data for the tests: tiny planted-bias datasets, method contexts, a registered toy dataset.
 
-Import it from any test as ``from toydata import ...`` (``tests/`` is on the pytest path)."""
+Import it from any test as ``from toydata import ...`` (``tests/`` is on the pytest path).
+
+Two planted-bias families:
+
+* :func:`planted` / :func:`toy_splits` / :func:`build_toy`: 3 classes, the bias a bright colour channel (easy),
+  the target a faint pattern (hard); bias-aligned train/val and a fully conflicting test split — the setting of
+  LfF / DisEnt (no bias labels needed).
+* :func:`planted_pixels` / :func:`pixel_splits`: binary target and a protected attribute (2 or more values), each
+  written into its own pixels; protected = target with probability ``corr`` in train/val, independent in test —
+  the setting of the bias-supervised methods (adversarial, reweighting, GroupDRO, ...).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,3 +84,47 @@ def register_toy(name: str = "lffdis_toy") -> str:
     if name not in DATASETS.list("*"):
         DATASETS.register(name)(build_toy)
     return name
+
+
+def planted_pixels(n: int, *, corr: float, seed: int, split: str, num_bias: int = 2, side: int = 4,
+                   multilabel: bool = False) -> BiasedDataset:
+    """1×side×side uint8 images: pixels 0-3 encode the target, pixels 4-7 the protected value, rest noise.
+
+    With probability ``corr`` the protected value equals the target (mod num_bias), else it is uniform.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    b = np.where(rng.random(n) < corr, y % num_bias, rng.integers(0, num_bias, n))
+    img = rng.integers(0, 60, (n, side * side)).astype(np.float64)
+    img[:, 0:4] += 120 * y[:, None] + rng.normal(0, 25, (n, 4))
+    img[:, 4:8] += (160 / max(num_bias - 1, 1)) * b[:, None] + rng.normal(0, 10, (n, 4))
+    images = torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8).reshape(n, 1, side, side))
+    targets = torch.from_numpy(np.stack([y, 1 - y], 1) if multilabel else y)
+    return BiasedDataset(images=images, targets=targets, bias=torch.from_numpy(b), num_classes=2,
+                         num_bias=num_bias, split=split, name="toy",
+                         aligned_cells=None if (multilabel or num_bias == 2) else torch.eye(2, num_bias, dtype=torch.bool))
+
+
+def pixel_splits(n: int = 600, *, corr: float = 0.9, num_bias: int = 2, multilabel: bool = False, side: int = 4,
+                 seed: int = 0) -> DatasetSplits:
+    """Train (n), val (n/3) with protected = target at rate ``corr``; test (n/3) with an independent protected value."""
+    kw = {"num_bias": num_bias, "multilabel": multilabel, "side": side}
+    return DatasetSplits({
+        "train": planted_pixels(n, corr=corr, seed=seed, split="train", **kw),
+        "val": planted_pixels(n // 3, corr=corr, seed=seed + 1, split="val", **kw),
+        "test": planted_pixels(n // 3, corr=0.0, seed=seed + 2, split="test", **kw),
+    })
+
+
+def run_tiny(method: str, out: Path, splits: DatasetSplits, *, steps: int = 20, seed: int = 0, **hp: Any):
+    """``run_training`` of ``method`` on ``splits`` with a tiny MLP on CPU, one evaluation at the end."""
+    from debiaskit.experiments.config import resolve_config
+    from debiaskit.train import run_training
+
+    cfg = resolve_config({
+        "dataset": "colored_mnist", "method": method, "seed": seed, "device": "cpu",
+        "hparams": {"model": "mlp", "model_kwargs": {"hidden": [32, 32]}, "batch_size": 64, "steps": steps,
+                    "lr": 1e-2, **hp},
+        "train": {"eval_every": steps, "checkpoint_every": steps, "progress": False},
+    })
+    return run_training(cfg, out, splits=splits)

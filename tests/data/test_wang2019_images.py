@@ -10,6 +10,8 @@ import torch
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DataMissingError, DebiaskitError
 
+pytestmark = pytest.mark.usefixtures("own_cache")  # each test gets its own empty image cache
+
 
 def _dump(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)

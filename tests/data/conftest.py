@@ -1,4 +1,8 @@
-"""Tiny CIFAR-10 fixtures with the real layouts: JPEG tree (tar / folder) + canonical-order CSV, python pickles."""
+"""Fixtures of the dataset tests.
+
+Tiny CIFAR-10 trees with the real layouts (JPEG tree as tar / folder + canonical-order CSV, python pickles), frost
+textures, and tiny image files written with PIL for the file-backed datasets (whose test modules request
+``own_cache`` for every test)."""
 
 from __future__ import annotations
 
@@ -107,6 +111,74 @@ def _make_pickles(root: Path, *, per_batch: int = 6, n_test: int = 8, seed: int 
         "test_x": batches["test_batch"][0],
         "test_y": batches["test_batch"][1],
     }
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """The test gets its own empty image cache folder."""
+    monkeypatch.setenv("DEBIASKIT_CACHE", str(tmp_path / "cache"))
+    yield
+
+
+def write_image(path: Path, *, seed: int = 0, size: tuple[int, int] = (12, 10), mode: str = "RGB") -> Path:
+    """Write a small random image (width, height = size); the format follows the suffix."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(path)
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.fixture
+def img():
+    return write_image
+
+
+@pytest.fixture
+def trunc():
+    return truncate
+
+
+def overfit(dataset, model_name: str = "cnn64", steps: int = 25, **model_kw) -> tuple[float, float]:
+    """Train a small model on the whole (tiny) train split through the batch transform; first/last loss."""
+    import torch
+
+    from debiaskit.data.augment import make_batch_transform
+    from debiaskit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=dataset.num_classes, in_shape=dataset.image_shape, **model_kw)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tf = make_batch_transform(dataset.info, train=True)
+    g = torch.Generator().manual_seed(0)
+    if dataset.multilabel:
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        y = dataset.targets.float()
+    else:
+        loss_fn = torch.nn.CrossEntropyLoss()
+        y = dataset.targets
+    losses = []
+    for _ in range(steps):
+        x = tf(dataset.images[torch.arange(len(dataset))], g)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses[0], losses[-1]
+
+
+@pytest.fixture
+def train_tiny():
+    return overfit
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Pinned output pixels of all 20 corruptions, and Motion Blur checked against its definition.
 
 The pinned values were produced by this library's own implementation (``python
-tests/data_cifar10c/test_corruption_pixels.py`` prints the table) on fixed synthetic inputs, seed 0, severity 5
+tests/data/test_corruption_pixels.py`` prints the table) on fixed synthetic inputs, seed 0, severity 5
 (the LfF protocol level, LfF's ``severity4``). Any change of an output pixel — a rounding or truncation change,
 a different random draw, a changed severity table — fails here and must come with a ``CORRUPTION_VERSION`` bump
 (it keys the dataset cache). To stay portable across CPUs and library builds, the generator only pins pixels

@@ -7,6 +7,8 @@ import pytest
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DataMissingError, DebiaskitError
 
+pytestmark = pytest.mark.usefixtures("own_cache")  # each test gets its own empty image cache
+
 ROWS = [  # img_filename, y, place, split
     ("001.Albatross/a1.jpg", 1, 1, 0), ("001.Albatross/a2.jpg", 1, 1, 0), ("001.Albatross/a3.jpg", 1, 0, 0),
     ("002.Sparrow/s1.jpg", 0, 0, 0), ("002.Sparrow/s2.jpg", 0, 0, 0),

@@ -8,6 +8,8 @@ import torch
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DataMissingError, DebiaskitError
 
+pytestmark = pytest.mark.usefixtures("own_cache")  # each test gets its own empty image cache
+
 
 def _tree(root, img, layout):
     """layout: {relative dir: number of images}."""

@@ -10,6 +10,8 @@ from debiaskit.data.attribute_labels import CELEBA_ATTRIBUTES
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import ChecksumError, DataMissingError, DebiaskitError
 
+pytestmark = pytest.mark.usefixtures("own_cache")  # each test gets its own empty image cache
+
 N = 12
 PARTITION = [0] * 6 + [1] * 3 + [2] * 3
 

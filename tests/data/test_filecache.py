@@ -12,6 +12,8 @@ import torch
 from debiaskit.data.filecache import build_image_cache, decode_image
 from debiaskit.errors import DataMissingError, DebiaskitError
 
+pytestmark = pytest.mark.usefixtures("own_cache")  # each test gets its own empty image cache
+
 
 @pytest.fixture
 def files(tmp_path, img):

@@ -3,10 +3,10 @@
 Corrupted CIFAR-10 (vanilla, LfF, DisEnt; the performance options bf16 autocast and channels-last) is built
 from the JPEG-tree fixture of this directory's conftest. The file-backed families (BFFHQ, CelebA, Waterbirds,
 image_folder, csv, COCO / imSitu gender) get their own tiny trees with the real layouts, built the same way as
-in ``tests/data_files`` (whose tests train a model by hand, not through the trainer); ``celeba64_mini`` uses the
-real file of ``../shared/data``. Colored MNIST runs through the trainer in ``tests/foundation/test_trainer.py``
-and ``test_cli.py``. COCO gender has no train split in the public release: the test checks the error, and
-trains the multi-label task on a user-provided train split.
+in the other ``tests/data`` modules (whose tests train a model by hand, not through the trainer);
+``celeba64_mini`` uses the real file of ``../shared/data``. Colored MNIST runs through the trainer in
+``tests/train/test_trainer.py`` and ``tests/cli/test_cli.py``. COCO gender has no train split in the public
+release: the test checks the error, and trains the multi-label task on a user-provided train split.
 """
 
 from __future__ import annotations
