@@ -6,6 +6,8 @@ exits, however it exits (``kill -9`` included), so a lock is never left stale; t
 stays (deleting it would let two processes lock two different files) and its content only describes the
 last owner. A second trainer or sweep sees the run as busy: :meth:`RunLock.acquire` returns ``False`` (or
 waits with ``wait=True``), and ``with RunLock(d):`` raises :class:`RunLockedError` naming the owner.
+:func:`wait_until_free` waits for the owner to finish without taking the lock (``train --wait-lock``: the
+run may be finished by then, and there is nothing left to do).
 
 The lock belongs to the open file, not to the process: two ``RunLock`` objects on the same directory in one
 process exclude each other too, and a ``fork()``ed child shares its parent's lock (spawned children, as used
@@ -28,27 +30,33 @@ import socket
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from debiaskit.errors import DebiaskitError
 
-__all__ = ["LOCK_NAME", "RunLock", "RunLockedError", "describe_owner"]
+__all__ = ["LOCK_NAME", "RunLock", "RunLockedError", "describe_owner", "wait_until_free"]
 
 LOCK_NAME = ".lock"
 _POLL_S = 0.05
 
 
 class RunLockedError(DebiaskitError):
-    """The run directory is locked by another process (the message names it)."""
+    """The run directory is locked by another process (the message names it).
 
-    def __init__(self, run_dir: Path, owner: dict[str, Any] | None) -> None:
+    ``waited``: seconds already spent waiting for the lock (``--wait-lock``), named in the message.
+    """
+
+    def __init__(self, run_dir: Path, owner: dict[str, Any] | None, *, waited: float | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.owner = owner
-        super().__init__(
-            f"{run_dir} is in use by {describe_owner(owner)}; wait for it to finish (or stop it) and run the "
-            "command again"
-        )
+        self.waited = waited
+        if waited is None:
+            hint = "wait for it to finish (or stop it) and run the command again"
+        else:
+            hint = f"still in use after waiting {waited:.0f} s; wait longer (--wait-lock) or stop that process"
+        super().__init__(f"{run_dir} is in use by {describe_owner(owner)}; {hint}")
 
 
 def describe_owner(owner: dict[str, Any] | None) -> str:
@@ -201,3 +209,26 @@ class RunLock:
 
     def __repr__(self) -> str:
         return f"RunLock({str(self.run_dir)!r}, held={self.held})"
+
+
+def wait_until_free(run_dir: str | os.PathLike, *, timeout: float | None = None,
+                    on_wait: Callable[[dict[str, Any] | None], None] | None = None) -> bool:
+    """Wait until no process holds the lock of ``run_dir``, without keeping it; ``False`` after ``timeout`` s.
+
+    Creates nothing: a directory without a lock file is free. ``on_wait(owner)`` is called once, before
+    waiting, when the lock is held (``owner`` as :meth:`RunLock.owner` returns it). ``timeout=None``: no limit.
+    """
+    path = Path(run_dir) / LOCK_NAME
+    if not path.is_file():
+        return True
+    lock = RunLock(run_dir)
+    if lock.acquire():
+        lock.release()
+        return True
+    if on_wait is not None:
+        on_wait(lock.owner())
+    lock.wait, lock.timeout = True, timeout
+    if not lock.acquire():
+        return False
+    lock.release()
+    return True

@@ -107,3 +107,112 @@ def test_many_contenders_train_once(tmp_path, spawn):
         p.join(60)
     assert [p.exitcode for p in procs] == [0] * n
     assert log.read_text().count("trained") == 1
+
+
+# ------------------------------------------------------------------------------------- --wait-lock
+def _slow_cfg(steps: int = 150, sleep_s: float = 0.0, gate: str = "") -> dict:
+    from debiaskit.experiments.config import resolve_config
+    from toydata import register_toy
+
+    return resolve_config({"dataset": {"name": register_toy()}, "method": _lock_child.register_slow(),
+                           "device": "cpu", "seed": 0,
+                           "hparams": {"model": "mlp", "model_kwargs": {"hidden": [8]}, "batch_size": 32,
+                                       "steps": steps, "sleep_s": sleep_s, "gate": gate},
+                           "train": {"eval_every": 50, "checkpoint_every": 50, "progress": False, "threads": 1}})
+
+
+def _wait_for_owner(run_dir, pid: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owner = RunLock(run_dir).owner()
+        if owner and owner.get("pid") == pid:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"pid {pid} never took the lock of {run_dir}")
+
+
+@pytest.mark.slow
+def test_train_wait_lock_waits_for_a_live_trainer_then_shows_its_run_as_done(tmp_path, spawn, capsys):
+    """Two processes, one run directory: the second `train --wait-lock` waits, then finds the run finished.
+
+    The first trainer (a spawned process) stops at step 2 until the gate file appears, so it certainly holds
+    the lock while the second one starts; the gate opens 0.5 s after the second one began to wait.
+    """
+    import threading
+
+    from debiaskit.io import read_jsonl
+    from debiaskit.train.trainer import run_training
+
+    ctx, procs = spawn
+    gate = tmp_path / "go"
+    cfg, d = _slow_cfg(gate=str(gate)), tmp_path / "run"
+    child = ctx.Process(target=_lock_child.train, args=(cfg, str(d)))
+    procs.append(child)
+    child.start()
+    _wait_for_owner(d, child.pid)
+    with pytest.raises(RunLockedError, match=f"pid {child.pid}"):  # without the option: refused at once
+        run_training(cfg, d)
+    threading.Timer(0.5, gate.touch).start()
+    t0 = time.monotonic()
+    res = run_training(cfg, d, wait_lock=120)
+    assert res.already_done and time.monotonic() - t0 >= 0.5
+    child.join(60)
+    assert child.exitcode == 0
+    err = capsys.readouterr().err
+    assert f"is in use by pid {child.pid}" in err and "waiting for it (--wait-lock)" in err
+    steps = [r["step"] for r in read_jsonl(d / "metrics.jsonl") if r["split"] == "test"]
+    assert steps == [50, 100, 150]  # trained once, by the first process
+
+
+def test_wait_lock_trains_the_run_itself_when_the_owner_gives_up(tmp_path, spawn, capsys):
+    """The holder releases without finishing: the waiting trainer then trains the run."""
+    import threading
+
+    from debiaskit.train.trainer import run_training
+
+    ctx, procs = spawn
+    d = tmp_path / "run"
+    ready, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_lock_child.hold, args=(str(d), ready, release))
+    procs.append(child)
+    child.start()
+    assert ready.wait(60)
+    threading.Timer(0.5, release.set).start()
+    res = run_training(_slow_cfg(steps=4), d, wait_lock=60)
+    assert not res.already_done and res.result["steps"] == 4
+    err = capsys.readouterr().err
+    assert f"is in use by pid {child.pid}" in err and "waiting for it (--wait-lock)" in err
+
+
+def test_wait_lock_gives_up_after_its_timeout(tmp_path, spawn, capsys):
+    from debiaskit.cli import main
+
+    ctx, procs = spawn
+    d = tmp_path / "run"
+    ready, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_lock_child.hold, args=(str(d), ready, release))
+    procs.append(child)
+    child.start()
+    assert ready.wait(60)
+    from toydata import register_toy
+
+    t0 = time.monotonic()
+    rc = main(["train", "--dataset", register_toy(), "--steps", "2", "--device", "cpu", "--no-progress",
+               "--set", "hparams.model=mlp", "--out", str(d), "--wait-lock=0.6"])
+    waited = time.monotonic() - t0
+    release.set()
+    err = capsys.readouterr().err
+    assert rc == 2 and 0.5 < waited < 30
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and f"in use by pid {child.pid}" in errors[0] and "still in use after waiting" in errors[0]
+
+
+def test_wait_until_free_creates_nothing(tmp_path):
+    from debiaskit.lock import wait_until_free
+
+    assert wait_until_free(tmp_path / "none") and not (tmp_path / "none").exists()
+    seen = []
+    with RunLock(tmp_path / "r"):
+        assert wait_until_free(tmp_path / "r", timeout=0.2, on_wait=seen.append) is False
+    assert seen and seen[0]["pid"] == os.getpid()
+    assert wait_until_free(tmp_path / "r", timeout=0.2)

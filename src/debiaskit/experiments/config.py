@@ -25,6 +25,9 @@ from debiaskit.errors import DebiaskitError
 
 TOP_LEVEL = ("seed", "hparams_seed", "device", "dataset", "method", "hparams", "train")
 
+#: ``train.nan_policy`` values: what a step with a non-finite loss or gradient does (docs/reliability.md)
+NAN_POLICIES = ("error", "skip")
+
 TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_every": 500,
     "checkpoint_every": 1000,
@@ -39,7 +42,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "progress": True,  # progress bar on a terminal, else a plain line every log_every seconds
     "log_every": 30,  # seconds between plain progress lines when stderr is not a terminal
     "threads": "auto",  # intra-op threads: auto (see debiaskit.threads) or a positive integer
-    "nan_policy": "error",  # a non-finite training loss stops the run with an error naming the steps
+    "nan_policy": "error",  # error: a non-finite training loss stops the run naming the step; skip: skip that step
+    "nan_max_skips": None,  # skip: more non-finite steps in a row stop the run; None = max(1, eval_every // 10)
     "weight_average": "none",  # none | ema: also evaluate an EMA of the weights (rows with weights: ema)
     "weight_average_decay": 0.999,
     "weight_average_start": 0,  # EMA starts after this step (before: a copy of the weights)
@@ -81,11 +85,25 @@ def apply_overrides(cfg: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a run or sweep config file: a UTF-8 YAML mapping (``yaml.safe_load``; empty file = ``{}``).
+
+    Every problem is one :class:`DebiaskitError` naming the file: missing, a directory, not UTF-8 text (a binary
+    file, another encoding), not YAML, not a mapping.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise DebiaskitError(f"config file {p} is a directory, not a YAML file")
     if not p.is_file():
         raise DebiaskitError(f"config file {p} does not exist")
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is allowed
+    except UnicodeDecodeError as e:
+        raise DebiaskitError(f"{p} is not a UTF-8 YAML file (undecodable byte at offset {e.start})") from None
+    if "\x00" in text:
+        raise DebiaskitError(f"{p} is not a UTF-8 YAML file (it holds NUL bytes: a binary file?)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else "syntax error"
         raise DebiaskitError(f"config file {p} is not valid YAML: {first}") from None
@@ -176,8 +194,12 @@ def _validate_numbers(cfg: dict[str, Any]) -> None:
     _positive_int("train.eval_batch_size", tr["eval_batch_size"])
     if tr["amp"] not in ("none", "bf16"):
         raise DebiaskitError(f"train.amp must be none or bf16, got {tr['amp']!r}")
-    if tr["nan_policy"] not in ("error",):
-        raise DebiaskitError(f"train.nan_policy must be error, got {tr['nan_policy']!r}")
+    if tr["nan_policy"] not in NAN_POLICIES:
+        raise DebiaskitError(f"train.nan_policy must be {' or '.join(NAN_POLICIES)}, got {tr['nan_policy']!r}")
+    from debiaskit.experiments.validation import Rule, check_number
+
+    tr["nan_max_skips"] = check_number("train.nan_max_skips", tr["nan_max_skips"],
+                                       Rule(lo=0, integer=True, optional=True))
     if tr["weight_average"] not in ("none", "ema"):
         raise DebiaskitError(f"train.weight_average must be none or ema, got {tr['weight_average']!r}")
     d = tr["weight_average_decay"]

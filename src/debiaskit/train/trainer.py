@@ -19,6 +19,7 @@ weights **and the same metrics.jsonl** (apart from timing fields) as an uninterr
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
 from debiaskit.runkey import canonical_config, run_key
 from debiaskit.io import append_jsonl, read_jsonl, to_json, write_json, write_text, write_yaml
-from debiaskit.lock import RunLock, RunLockedError
+from debiaskit.lock import RunLock, RunLockedError, describe_owner, wait_until_free
 from debiaskit.methods.base import Batch, Method, TrainContext
 from debiaskit.methods.registry import get_method
 from debiaskit.threads import apply_threads, choose_threads
@@ -64,7 +65,8 @@ from debiaskit.train.selection import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunInterrupted", "RunResult", "build_data", "build_method", "prepare_splits", "run_training"]
+__all__ = ["NonFiniteGuard", "RunInterrupted", "RunResult", "build_data", "build_method", "data_devices",
+           "nan_max_skips", "prepare_splits", "run_training"]
 
 
 class RunInterrupted(DebiaskitError):
@@ -98,6 +100,171 @@ class _StopOnSignal:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}
+
+
+class NonFiniteGuard:
+    """``train.nan_policy``: what a training step whose logs (or, with ``skip``, gradients) are not finite does.
+
+    ``error``: the run stops with a one-line :class:`~debiaskit.errors.DebiaskitError` naming the first such step
+    and the offending value. The check is one ``torch.isfinite`` over the step's logged scalars (the loss among
+    them). On the CPU it is read at once; on an accelerator it is kept on the device (the first bad step and
+    its values, no host synchronisation per step) and read at the next evaluation or checkpoint, which
+    synchronise anyway, so no checkpoint or evaluation row is ever written after a non-finite step.
+
+    ``skip``: before each update the method's state (parameters, buffers, optimiser states) is copied; a step
+    whose logs or gradients are not finite is undone (that copy restored), counted (``skipped_steps``) and left
+    out of the logged means. The step number, the batch order and the LR schedule still advance. More than
+    ``max_skips`` skipped steps in a row stop the run as ``error`` does. This costs one copy of the state and
+    one host synchronisation per step.
+    """
+
+    def __init__(self, method: Method, policy: str, max_skips: int, device: torch.device) -> None:
+        self.method = method
+        self.policy = policy
+        self.max_skips = int(max_skips)
+        self.deferred = policy == "error" and device.type != "cpu"
+        self.in_a_row = 0  # consecutive skipped steps (checkpointed)
+        self.skipped_total = 0  # skipped steps of the whole run (checkpointed)
+        self._saved: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        self._first_step: torch.Tensor | None = None  # deferred error check: first bad step (-1: none), values
+        self._first_vals: torch.Tensor | None = None
+        self._keys: list[str] | None = None
+
+    # -- checkpointed state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        return {"in_a_row": self.in_a_row, "skipped_total": self.skipped_total}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        state = state or {}  # checkpoints written before nan_policy skip existed
+        self.in_a_row = int(state.get("in_a_row", 0))
+        self.skipped_total = int(state.get("skipped_total", 0))
+
+    # -- per step -------------------------------------------------------------------------------------------
+    def before_update(self) -> None:
+        if self.policy == "skip":
+            self._saved = (
+                {k: v.detach().clone() for k, v in self.method.state_dict().items()},
+                {k: copy.deepcopy(o.state_dict()) for k, o in self.method.optimizers.items()},
+            )
+
+    def after_update(self, step: int, logs: dict[str, Any]) -> bool:
+        """``True``: keep the step; ``False``: it was skipped (state restored). Raises when the run must stop."""
+        keys, vals, bad_float = _log_values(logs)
+        if self.policy == "error":
+            if bad_float is not None:
+                raise _diverged(step, bad_float[0], bad_float[1])
+            if vals is None:
+                return True
+            ok = torch.isfinite(vals).all()
+            if not self.deferred:
+                if not bool(ok):
+                    raise _diverged(step, *_first_bad(keys, vals))
+                return True
+            self._defer(step, keys, vals, ok)
+            return True
+        # skip
+        ok_t = torch.isfinite(vals).all() if vals is not None else None
+        grads = [p.grad for p in self.method.parameters() if p.grad is not None]
+        if grads:
+            g_ok = torch.isfinite(torch.stack([g.float() for g in torch._foreach_norm(grads)])).all()
+            ok_t = g_ok if ok_t is None else ok_t & g_ok
+        ok = bad_float is None and (ok_t is None or bool(ok_t))
+        if ok:
+            self.in_a_row = 0
+            self._saved = None
+            return True
+        what, value = bad_float if bad_float is not None else (
+            _first_bad(keys, vals) if vals is not None and not bool(torch.isfinite(vals).all()) else
+            (self._bad_gradient(), float("nan")))
+        self._restore()
+        self.in_a_row += 1
+        self.skipped_total += 1
+        if self.in_a_row > self.max_skips:
+            raise DebiaskitError(
+                f"training diverged: {self.in_a_row} steps in a row were not finite (steps "
+                f"{step - self.in_a_row + 1}..{step}, more than train.nan_max_skips = {self.max_skips}); at step "
+                f"{step}: {what} = {value}; lower the learning rate or check the data"
+            )
+        return False
+
+    def flush(self) -> None:
+        """Deferred ``error`` check (accelerators): raise if a step since the start was not finite."""
+        if self._first_step is None:
+            return
+        step = int(self._first_step)  # host synchronisation: called where one happens anyway
+        if step >= 0:
+            assert self._keys is not None and self._first_vals is not None
+            raise _diverged(step, *_first_bad(self._keys, self._first_vals.cpu()))
+
+    def _defer(self, step: int, keys: list[str], vals: torch.Tensor, ok: torch.Tensor) -> None:
+        if self._first_step is None or self._keys != keys:
+            self.flush()  # a new set of logged keys: settle the old one first (rare)
+            self._keys = keys
+            self._first_step = torch.full((), -1, dtype=torch.long, device=vals.device)
+            self._first_vals = torch.zeros_like(vals)
+        assert self._first_vals is not None
+        take = (~ok) & (self._first_step < 0)
+        self._first_step = torch.where(take, torch.full_like(self._first_step, step), self._first_step)
+        self._first_vals = torch.where(take, vals, self._first_vals)
+
+    def _restore(self) -> None:
+        assert self._saved is not None, "before_update() was not called"
+        params, opts = self._saved
+        self.method.load_state_dict(params)
+        for k, o in self.method.optimizers.items():
+            o.load_state_dict(opts[k])
+        self._saved = None
+
+    def _bad_gradient(self) -> str:
+        for name, p in self.method.named_parameters():
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                return f"the gradient of {name}"
+        return "a gradient"  # pragma: no cover - the norms said one was not finite
+
+
+def _log_values(logs: dict[str, Any]) -> tuple[list[str], torch.Tensor | None, tuple[str, float] | None]:
+    """The tensor-valued logs stacked (one ``isfinite``); plain numbers are checked here (no device work)."""
+    keys: list[str] = []
+    tensors: list[torch.Tensor] = []
+    bad_float = None
+    for k, v in logs.items():
+        if isinstance(v, torch.Tensor):
+            keys.append(k)
+            tensors.append(v.detach().reshape(()).float() if v.numel() == 1 else v.detach().float().mean())
+        elif bad_float is None and isinstance(v, (int, float)) and not math.isfinite(float(v)):
+            bad_float = (k, float(v))
+    return keys, (torch.stack(tensors) if tensors else None), bad_float
+
+
+def _first_bad(keys: list[str], vals: torch.Tensor) -> tuple[str, float]:
+    vals = vals.detach().cpu()
+    for k, v in zip(keys, vals.tolist()):
+        if not math.isfinite(v):
+            return k, v
+    return keys[0] if keys else "loss", float("nan")  # pragma: no cover
+
+
+def _diverged(step: int, key: str, value: float) -> DebiaskitError:
+    return DebiaskitError(
+        f"training diverged at step {step}: {key} = {value}; lower the learning rate or check the data "
+        f"(train.nan_policy: skip skips such steps)"
+    )
+
+
+def nan_max_skips(tr: dict[str, Any]) -> int:
+    """``train.nan_max_skips``, or its default: a tenth of ``train.eval_every``, at least 1."""
+    m = tr.get("nan_max_skips")
+    return int(m) if m is not None else max(1, int(tr["eval_every"]) // 10)
+
+
+def data_devices(device: torch.device, data_on_device: bool) -> tuple[torch.device, torch.device]:
+    """Where the training images live and where batch indices are drawn, for a run on ``device``.
+
+    The images go to an accelerator only with ``data_on_device``; the indices are always drawn on ``device``,
+    with the run's generator (which lives there), so a run gives the same batches either way.
+    """
+    on_device = bool(data_on_device) and device.type == "cuda"
+    return (device if on_device else torch.device("cpu")), device
 
 
 @dataclass
@@ -201,6 +368,7 @@ class _Accumulator:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.n = 0
+        self.skipped = 0  # steps skipped as non-finite since the last evaluation (nan_policy: skip)
 
     def add(self, logs: dict[str, Any]) -> None:
         for k, v in logs.items():
@@ -210,31 +378,46 @@ class _Accumulator:
 
     def pop_means(self) -> dict[str, float]:
         out = {k: float(v) / max(self.n, 1) for k, v in self.sums.items()}
-        self.sums, self.n = {}, 0
+        self.sums, self.n, self.skipped = {}, 0, 0
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sums": {k: v.detach().cpu().clone() for k, v in self.sums.items()}, "n": self.n}
+        return {"sums": {k: v.detach().cpu().clone() for k, v in self.sums.items()}, "n": self.n,
+                "skipped": self.skipped}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         self.sums = {k: v.to(device) for k, v in state["sums"].items()}
         self.n = int(state["n"])
+        self.skipped = int(state.get("skipped", 0))
 
 
 def run_training(
     cfg: dict[str, Any], out_dir: str | Path, *, splits: DatasetSplits | None = None, jobs: int = 1,
+    wait_lock: float | None = None,
 ) -> RunResult:
     """Train according to a *resolved* config (see :func:`debiaskit.experiments.config.resolve_config`).
 
     ``splits``: already-built dataset splits to reuse (the method's ``prepare_splits`` is still applied).
     ``jobs``: how many runs share this machine (for the thread policy).
+    ``wait_lock``: when another process holds the run directory's lock, wait for it up to this many seconds
+    (``math.inf``: no limit) instead of raising :class:`~debiaskit.lock.RunLockedError` at once; a run that
+    process finished is then returned as done. ``None`` (default): do not wait.
     """
     out_dir = Path(out_dir)
     device = resolve_device(cfg["device"])
     hp, tr = cfg["hparams"], cfg["train"]
+    if wait_lock is not None and not wait_lock >= 0:
+        raise DebiaskitError(f"wait_lock must be a number of seconds >= 0, got {wait_lock!r}")
+    t_wait = time.monotonic()
     state = prepare_out_dir(out_dir, cfg)
     if state == "done":
         return RunResult(out_dir, _read_result(out_dir), already_done=True)
+    if wait_lock is not None and out_dir.is_dir():  # wait before building anything: the run may get finished
+        if not wait_until_free(out_dir, timeout=_remaining(wait_lock, t_wait), on_wait=_waiting_notice(out_dir)):
+            raise RunLockedError(out_dir, RunLock(out_dir).owner(), waited=time.monotonic() - t_wait)
+        state = prepare_out_dir(out_dir, cfg)
+        if state == "done":
+            return RunResult(out_dir, _read_result(out_dir), already_done=True)
 
     splits = build_data(cfg) if splits is None else prepare_splits(cfg, splits)
     train = splits["train"]
@@ -263,12 +446,29 @@ def run_training(
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out_dir)
     if not lock.acquire():
-        raise RunLockedError(out_dir, lock.owner())
+        if wait_lock is None:
+            raise RunLockedError(out_dir, lock.owner())
+        _waiting_notice(out_dir)(lock.owner())
+        lock.wait, lock.timeout = True, _remaining(wait_lock, t_wait)
+        if not lock.acquire():
+            raise RunLockedError(out_dir, lock.owner(), waited=time.monotonic() - t_wait)
     try:
         return _train_locked(cfg, out_dir, device=device, splits=splits, method=method, generator=generator,
                              rules=rules, report_rule=report_rule, eval_splits=eval_splits, threads=threads)
     finally:
         lock.release()
+
+
+def _remaining(wait_lock: float, t0: float) -> float | None:
+    """Seconds of ``wait_lock`` left since ``t0`` (``None``: no limit)."""
+    return None if math.isinf(wait_lock) else max(0.0, wait_lock - (time.monotonic() - t0))
+
+
+def _waiting_notice(out_dir: Path) -> Any:
+    def notice(owner: dict[str, Any] | None) -> None:
+        print(f"{out_dir} is in use by {describe_owner(owner)}; waiting for it (--wait-lock) ...", file=sys.stderr,
+              flush=True)
+    return notice
 
 
 def _train_locked(
@@ -281,13 +481,16 @@ def _train_locked(
         return RunResult(out_dir, _read_result(out_dir), already_done=True)
     remove_stale_tmp(out_dir)
     train = splits["train"]
-    on_device = tr["data_on_device"] and device.type == "cuda"
-    images = train.images.to(device) if on_device else train.images
+    images_device, index_device = data_devices(device, tr["data_on_device"])
+    images = train.images.to(images_device)
     targets, bias = train.targets.to(device), train.bias.to(device)
     transform = make_batch_transform(train.info, train=True)
-    sampler = EpochSampler(len(train), hp["batch_size"], generator=generator, device=images.device)
+    # indices are drawn where the run's generator lives (a CUDA generator cannot draw a CPU permutation)
+    sampler = EpochSampler(len(train), hp["batch_size"], generator=generator, device=index_device)
     tracker = SelectionTracker(rules)
     accum = _Accumulator()
+    nan_policy = tr.get("nan_policy", "error")
+    guard = NonFiniteGuard(method, nan_policy, nan_max_skips(tr), device)
     averaged = None
     if tr.get("weight_average", "none") == "ema":
         averaged = WeightAverage(method, decay=float(tr.get("weight_average_decay", 0.999)),
@@ -311,6 +514,7 @@ def _train_locked(
         accum.load_state_dict(ckpt["accum"], device)
         if averaged is not None:
             averaged.load_state_dict(ckpt["averaged"])
+        guard.load_state_dict(ckpt.get("nan_guard"))
         start_step, elapsed_prev = int(ckpt["step"]), float(ckpt["elapsed"])
         kept = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r.get("step", 0) <= start_step]
         write_text(out_dir / "metrics.jsonl", "".join(to_json(r, indent=None) + "\n" for r in kept))
@@ -345,13 +549,9 @@ def _train_locked(
     def evaluate_all(step: int) -> dict[str, dict[str, Any]]:
         wall = elapsed_prev + time.perf_counter() - t0
         sps = train_steps / train_time if train_time > 0 else float("nan")
+        guard.flush()  # a deferred non-finite step stops the run before any row is written
+        skipped = accum.skipped
         train_logs = accum.pop_means()
-        for k, v in train_logs.items():
-            if not math.isfinite(v) and tr.get("nan_policy", "error") == "error":
-                raise DebiaskitError(
-                    f"training diverged: {k} = {v} (mean over steps {step - tr['eval_every'] + 1}..{step}); "
-                    f"lower the learning rate or check the data"
-                )
         variants = [("raw", None)] + ([("ema", averaged)] if averaged is not None else [])
         results: dict[str, dict[str, Any]] = {}
         for weights, avg in variants:
@@ -364,8 +564,9 @@ def _train_locked(
                         logits = predict_logits(method, splits[s], device=device, batch_size=tr["eval_batch_size"])
                 m = split_metrics(logits, splits[s])
                 row = {"step": step, "split": s, **({"weights": weights} if avg is not None else {}), **m,
-                       "train_logs": train_logs, "wall_time_s": wall, "steps_per_s": sps,
-                       "peak_memory_mb": _peak_memory_mb(device)}
+                       "train_logs": train_logs,
+                       **({"skipped_steps": skipped} if nan_policy == "skip" else {}),
+                       "wall_time_s": wall, "steps_per_s": sps, "peak_memory_mb": _peak_memory_mb(device)}
                 append_jsonl(out_dir / "metrics.jsonl", row)
                 if avg is None:
                     results[s] = m
@@ -377,6 +578,7 @@ def _train_locked(
     stopped_at: int | None = None
 
     def checkpoint(step: int) -> None:
+        guard.flush()  # never checkpoint the state after a non-finite step
         save_checkpoint(
             out_dir,
             {
@@ -390,6 +592,7 @@ def _train_locked(
                 "tracker": tracker.state_dict(),
                 "accum": accum.state_dict(),
                 "averaged": averaged.state_dict() if averaged is not None else None,
+                "nan_guard": guard.state_dict(),
                 "elapsed": elapsed_prev + time.perf_counter() - t0,
             },
         )
@@ -405,16 +608,23 @@ def _train_locked(
             if idx is None:
                 idx = sampler.next()
             idx_d = idx.to(images.device)
-            x = transform(images.index_select(0, idx_d).to(device, non_blocking=True), generator if images.device == device else None)
+            # the batch is moved to ``device`` before the transform, so the run's generator (on ``device``) draws
+            # the augmentation wherever the images live
+            x = transform(images.index_select(0, idx_d).to(device, non_blocking=True), generator)
             if memory_format is torch.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=memory_format)
             idx = idx.to(device)
+            guard.before_update()
             with autocast:
                 logs = method.update(Batch(idx=idx, x=x, y=targets[idx], b=bias[idx]), step)
+            kept = guard.after_update(step, logs)  # raises on a non-finite step (error), or undoes it (skip)
             method.on_step_end(step)
             if averaged is not None:
                 averaged.update(step)
-            accum.add(logs)
+            if kept:
+                accum.add(logs)
+            else:
+                accum.skipped += 1
             train_time += time.perf_counter() - ts
             train_steps += 1
             if bar is not None:
@@ -450,6 +660,7 @@ def _train_locked(
     if plain_log:
         log_line(step)
 
+    guard.flush()
     save_model(out_dir / "model_last.pt", method.state_dict())
     wall = elapsed_prev + time.perf_counter() - t0
     rows = read_jsonl(out_dir / "metrics.jsonl")
@@ -457,6 +668,8 @@ def _train_locked(
                           steps=steps, stopped_at=stopped_at, wall=wall,
                           steps_per_s=train_steps / train_time if train_time > 0 else None,
                           device=device, threads=threads.as_dict())
+    if nan_policy == "skip":
+        result["skipped_steps"] = guard.skipped_total
     write_json(out_dir / "result.json", result)
     return RunResult(out_dir, result, resumed_from=start_step)
 
@@ -488,7 +701,7 @@ def selection_summary(rules: list[str], rows: list[dict[str, Any]], *, kept: set
 
 def _scalars(row: dict[str, Any]) -> dict[str, Any]:
     """The scalar metric fields of an evaluation row (no bookkeeping, timing or per-cell matrices)."""
-    skip = {"step", "split", "weights", "train_logs", "group_count", "group_correct", *TIMING_FIELDS}
+    skip = {"step", "split", "weights", "train_logs", "skipped_steps", "group_count", "group_correct", *TIMING_FIELDS}
     return {k: v for k, v in row.items() if k not in skip}
 
 
