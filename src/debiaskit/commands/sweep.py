@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from debiaskit.experiments.tracking import add_tracker_arguments, mirror_runs
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -45,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run records folder: skip cells recorded there (same run key), export a record per finished run")
     p.add_argument("--data-dir", default=None, help="raw data directory for every run (else $DEBIASKIT_DATA)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their directories, train nothing")
+    add_tracker_arguments(p)  # --tracker tensorboard|mlflow, --tracker-uri (debiaskit.experiments.tracking)
     p.set_defaults(func=run_sweep_cmd)
 
     c = sub.add_parser("collect", help="aggregate finished runs (run directories or records) into mean ± std tables",
@@ -86,8 +89,10 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         return 0
     from debiaskit.experiments.backends import execute_sweep  # imports Ray only for --backend ray
 
-    manifest = execute_sweep(runs, out, backend=args.backend, jobs=args.jobs, threads=args.threads,
-                             address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    follow = [(r.key, r.run_dir, r.config) for r in runs if not r.done]  # optional tracker mirror of metrics.jsonl
+    with mirror_runs(args.tracker, follow, uri=args.tracker_uri, experiment=str(spec.get("name") or out.name)):
+        manifest = execute_sweep(runs, out, backend=args.backend, jobs=args.jobs, threads=args.threads,
+                                 address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     print(f"sweep directory: {out}")
     return 1 if manifest.get("n_failed") else 0
 

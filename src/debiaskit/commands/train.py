@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from debiaskit.experiments.config import apply_overrides, load_config_file, resolve_config
+from debiaskit.experiments.tracking import add_tracker_arguments, mirror_runs
 from debiaskit.report.tables import format_run_summary
 
 
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override any config key, e.g. --set hparams.lr=0.01 --set dataset.severity=3")
     p.add_argument("--out", required=True, help="run directory (created; an interrupted run there is resumed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tracker_arguments(p)  # --tracker tensorboard|mlflow, --tracker-uri (debiaskit.experiments.tracking)
     p.set_defaults(func=run)
 
 
@@ -72,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from debiaskit.train.trainer import run_training
 
     cfg = config_from_args(args)
-    res = run_training(cfg, args.out)
+    out = Path(args.out)
+    follow = [] if (out / "result.json").exists() else [(out.resolve().name, out, cfg)]  # a finished run: not again
+    with mirror_runs(args.tracker, follow, uri=args.tracker_uri):  # optional tracker mirror of metrics.jsonl
+        res = run_training(cfg, args.out)
     if res.already_done:
         print(f"{args.out}: this run has already finished (result.json exists); showing its result")
     elif res.resumed_from:
