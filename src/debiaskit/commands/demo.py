@@ -6,7 +6,9 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from debiaskit.commands.argtypes import non_negative_int, positive_int
 from debiaskit.report.tables import markdown_table
 
 DEMO_METHODS = ["vanilla", "lff", "disent"]
@@ -21,13 +23,49 @@ DEMO_BUDGETS: dict[str, dict] = {
 }
 
 
+#: fraction of bias-conflicting training samples in the demo's Colored MNIST
+DEMO_RATIO = 0.01
+
+
+def demo_config(
+    method: str, ratio: float, seed: int, data_dir: str | None, budgets: dict[str, dict] | None = None,
+    *, steps: int | None = None,
+) -> dict[str, Any]:
+    """The resolved run config of one demo run (what ``debiaskit demo`` and ``benchmarks/demo_budget.py`` train).
+
+    Args:
+        method: registered method name (``vanilla``, ``lff``, ``disent``, ...).
+        ratio: fraction of bias-conflicting training samples (the demo uses :data:`DEMO_RATIO`).
+        seed: run seed (model init, batch order, colour jitter and hold-outs).
+        data_dir: MNIST idx directory, or ``None`` for the usual source resolution (docs/datasets.md).
+        budgets: per-method hyper-parameter overrides (default :data:`DEMO_BUDGETS`); everything else is what
+            :func:`debiaskit.experiments.hparams.resolve_hparams` gives the same cell.
+        steps: ``--steps``: replaces every method's step budget; DisEnt's curriculum becomes a third of it.
+    """
+    from debiaskit.experiments.config import resolve_config
+
+    hp = dict((DEMO_BUDGETS if budgets is None else budgets).get(method, {}))
+    if steps:
+        hp["steps"] = steps
+        if method == "disent":
+            hp["curr_step"] = max(1, steps // 3)
+    raw = {
+        "seed": seed,
+        "dataset": {"name": "colored_mnist", "ratio": ratio, "data_dir": data_dir},
+        "method": method,
+        "hparams": hp,
+        "train": {"eval_every": 250, "selection": ["last", "best_val_accuracy"], "report": "last"},
+    }
+    return resolve_config(raw)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train on Colored MNIST (1%% conflicting) and show how biased the model is")
-    p.add_argument("--steps", type=int, default=None, help="steps per method (default: a few minutes on 2 CPU cores)")
+    p.add_argument("--steps", type=positive_int, default=None, help="steps per method (default: a few minutes on 2 CPU cores)")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods to compare")
     p.add_argument("--data-dir", help="MNIST idx files (else $DEBIASKIT_DATA, ../shared/data, then offline fallbacks)")
     p.add_argument("--out", help="where to keep the runs (default: a temporary directory)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +77,6 @@ def _default_data_dir() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from debiaskit.experiments.config import resolve_config
     from debiaskit.data.registry import get_splits
     from debiaskit.train.trainer import run_training
 
@@ -49,23 +86,11 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     splits = None
     for m in methods:
-        hp = dict(DEMO_BUDGETS.get(m, {}))
-        if args.steps:
-            hp["steps"] = args.steps
-            if m == "disent":
-                hp["curr_step"] = max(1, args.steps // 3)
-        raw = {
-            "seed": args.seed,
-            "dataset": {"name": "colored_mnist", "ratio": 0.01, "data_dir": data_dir},
-            "method": m,
-            "hparams": hp,
-            "train": {"eval_every": 250, "selection": ["last", "best_val_accuracy"], "report": "last"},
-        }
-        cfg = resolve_config(raw)
+        cfg = demo_config(m, DEMO_RATIO, args.seed, data_dir, steps=args.steps)
         if splits is None:  # built once; each method's own data hook is applied by run_training
             splits = get_splits("colored_mnist", **{k: v for k, v in cfg["dataset"].items() if k != "name"})
             info = splits["train"].info
-            print(f"Colored MNIST, 1% bias-conflicting; MNIST source: {info.get('mnist_source')} ({info.get('mnist_location')})")
+            print(f"Colored MNIST, {DEMO_RATIO * 100:g}% bias-conflicting; MNIST source: {info.get('mnist_source')} ({info.get('mnist_location')})")
             print(f"train {len(splits['train'])} / val {len(splits['val'])} (biased, carved from train) / "
                   f"test {len(splits['test'])} (uniform colours)")
         print(f"training {m} for {cfg['hparams']['steps']} steps ...", flush=True)
