@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+from debiaskit.commands.argtypes import (
+    comma_list,
+    non_negative_float,
+    non_negative_int,
+    open_unit_float,
+    positive_float,
+    positive_int,
+    seconds_arg,
+    threads_arg,
+)
 from debiaskit.experiments.tracking import add_tracker_arguments, mirror_runs
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,25 +25,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "are skipped, interrupted ones resumed.")
     p.add_argument("file", help="sweep YAML file (see docs/methods_lff_disent.md)")
     p.add_argument("--out", default=None, help="sweep directory (default: sweeps/<name of the file>)")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="local: runs in parallel processes (default 1); ray: at most this many runs at once "
                         "(default: as many as the cluster's resources allow)")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local processes (default) or Ray tasks on this machine or a Ray cluster (docs/scaling.md)")
     p.add_argument("--address", default=None,
                    help="ray: the cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here)")
-    p.add_argument("--cpus-per-run", type=float, default=None, help="ray: CPUs each run reserves (default 1)")
-    p.add_argument("--gpus-per-run", type=float, default=None,
+    p.add_argument("--cpus-per-run", type=positive_float, default=None, help="ray: CPUs each run reserves (default 1)")
+    p.add_argument("--gpus-per-run", type=non_negative_float, default=None,
                    help="ray: GPUs each run reserves, fractions share a GPU (default 0)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per run (default $DEBIASKIT_NUM_THREADS or cores/jobs)")
-    p.add_argument("--ratios", type=_floats, default=None, help="only these ratios of the grid, e.g. 0.01")
-    p.add_argument("--seeds", type=_ints, default=None, help="only these seeds of the grid, e.g. 0,1")
+    p.add_argument("--threads", type=threads_arg, default=None,
+                   help="torch threads per run: a positive integer or auto (default auto: $DEBIASKIT_NUM_THREADS or "
+                        "cores/jobs)")
+    p.add_argument("--ratios", type=comma_list(open_unit_float, "numbers in (0, 1)"), default=None,
+                   help="only these ratios of the grid, e.g. 0.01")
+    p.add_argument("--seeds", type=comma_list(non_negative_int, "non-negative integers"), default=None,
+                   help="only these seeds of the grid, e.g. 0,1")
     p.add_argument("--methods", default=None, help="only these methods of the grid, e.g. lff,disent")
     p.add_argument("--records", default=None, metavar="DIR",
                    help="run records folder: skip cells recorded there (same run key), export a record per finished run")
     p.add_argument("--data-dir", default=None, help="raw data directory for every run (else $DEBIASKIT_DATA)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their directories, train nothing")
+    p.add_argument("--wait-lock", nargs="?", type=seconds_arg, const=math.inf, default=None, metavar="SECONDS",
+                   help="local: a run another process is training is retried after the other runs, waiting for that "
+                        "process (at most SECONDS per run; no value: no limit) instead of being skipped")
     add_tracker_arguments(p)  # --tracker tensorboard|mlflow, --tracker-uri (debiaskit.experiments.tracking)
     p.set_defaults(func=run_sweep_cmd)
 
@@ -72,13 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from debiaskit.errors import DebiaskitError
     from debiaskit.experiments.sweep import expand_sweep, load_sweep
 
     spec = load_sweep(args.file)
     out = Path(args.out) if args.out else Path("sweeps") / (str(spec.get("name") or Path(args.file).stem))
-    if args.jobs is not None and args.jobs < 1:
-        raise DebiaskitError(f"--jobs must be >= 1, got {args.jobs}")
+    threads = None if args.threads == "auto" else args.threads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     runs = expand_sweep(spec, out, ratios=args.ratios, seeds=args.seeds, methods=methods, records=args.records,
                         data_dir=args.data_dir)
@@ -89,10 +90,12 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         return 0
     from debiaskit.experiments.backends import execute_sweep  # imports Ray only for --backend ray
 
+    kw = {"wait_lock": args.wait_lock} if args.wait_lock is not None else {}
     follow = [(r.key, r.run_dir, r.config) for r in runs if not r.done]  # optional tracker mirror of metrics.jsonl
     with mirror_runs(args.tracker, follow, uri=args.tracker_uri, experiment=str(spec.get("name") or out.name)):
-        manifest = execute_sweep(runs, out, backend=args.backend, jobs=args.jobs, threads=args.threads,
-                                 address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+        manifest = execute_sweep(runs, out, backend=args.backend, jobs=args.jobs, threads=threads,
+                                 address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                                 **kw)
     print(f"sweep directory: {out}")
     return 1 if manifest.get("n_failed") else 0
 

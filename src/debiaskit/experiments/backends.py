@@ -42,7 +42,7 @@ from typing import Any
 
 from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.records import export_record, record_path
-from debiaskit.experiments.sweep import SweepRun, run_sweep
+from debiaskit.experiments.sweep import SweepRun, run_sweep, sigterm_as_keyboard_interrupt
 from debiaskit.io import write_json
 
 __all__ = ["BACKENDS", "DEFAULT_MAX_RETRIES", "execute_sweep", "run_sweep_ray"]
@@ -61,12 +61,16 @@ def execute_sweep(
     runs: list[SweepRun], out: str | Path, *, backend: str = "local", jobs: int | None = None,
     threads: int | None = None, address: str | None = None, cpus_per_run: float | None = None,
     gpus_per_run: float | None = None, max_retries: int = DEFAULT_MAX_RETRIES, echo: Echo = print,
+    wait_lock: float | None = None,
 ) -> dict[str, Any]:
     """Run the pending cells of a sweep on ``backend`` (``local`` or ``ray``); returns the ``sweep.json`` manifest.
 
     ``jobs``: ``local``: parallel processes (default 1); ``ray``: at most this many runs in flight (default: as
     many as the cluster's resources allow). ``address``, ``cpus_per_run`` and ``gpus_per_run`` apply to ``ray``
-    only (see :func:`run_sweep_ray`).
+    only (see :func:`run_sweep_ray`). ``wait_lock`` applies to ``local`` only (Ray tasks always wait for a run
+    another process holds). SIGTERM / SIGINT: ``local`` forwards them to its workers (see
+    :func:`~debiaskit.experiments.sweep.run_sweep`); ``ray`` treats SIGTERM like Ctrl-C (its tasks are cancelled,
+    ``sweep.json`` is written).
     """
     if backend not in BACKENDS:
         raise DebiaskitError(f"unknown sweep backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -77,7 +81,9 @@ def execute_sweep(
                                 ("--gpus-per-run", gpus_per_run)) if v is not None]
         if given:
             raise DebiaskitError(f"{', '.join(given)} only apply to --backend ray")
-        return run_sweep(runs, out, jobs=jobs or 1, threads=threads, echo=echo)
+        return run_sweep(runs, out, jobs=jobs or 1, threads=threads, echo=echo, wait_lock=wait_lock)
+    if wait_lock is not None:
+        raise DebiaskitError("--wait-lock applies to --backend local (Ray tasks always wait for a locked run)")
     return run_sweep_ray(runs, out, address=address, jobs=jobs, threads=threads,
                          cpus_per_run=1.0 if cpus_per_run is None else cpus_per_run,
                          gpus_per_run=0.0 if gpus_per_run is None else gpus_per_run,
@@ -289,8 +295,9 @@ def run_sweep_ray(
         ray = _import_ray()
         started_here = _connect(ray, address)
         try:
-            _drive(ray, pending, status, run_threads=run_threads, jobs=jobs, cpus=cpus_per_run, gpus=gpus_per_run,
-                   max_retries=max_retries, echo=echo)
+            with sigterm_as_keyboard_interrupt():  # a scheduler's SIGTERM cancels the tasks as Ctrl-C does
+                _drive(ray, pending, status, run_threads=run_threads, jobs=jobs, cpus=cpus_per_run,
+                       gpus=gpus_per_run, max_retries=max_retries, echo=echo)
         finally:
             _write_manifest(out, manifest, status)
             if started_here:
