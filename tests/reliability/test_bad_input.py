@@ -229,6 +229,13 @@ CASES: list[Case] = [
     Case("sweep-nan-policy", ["sweep", "{tmp}/s.yaml", "--out", OUT], "train.nan_policy must be error or skip",
          setup=write("{tmp}/s.yaml", yaml.safe_dump({**SWEEP, "base": {"device": "cpu",
                                                                       "train": {"nan_policy": "zero"}}})), out=OUT),
+    # ---------------------------------------------------------------- augment, methods
+    *[Case(f"augment-{flag.strip('-')}-{val}", ["augment", "--generator", "{tmp}/g.pt", "--dataset", TOY, "--target", "t",
+                                                "--out", OUT, flag, val], f"argument {flag}: must be", out=OUT)
+      for flag, val in [("--n", "0"), ("--n-fit", "-5"), ("--n-heldout", "x"), ("--seed", "-1"),
+                        ("--baseline-steps", "0"), ("--latent-dim", "0")]],
+    Case("methods-info-ratio", ["methods", "info", "lff", "--dataset", "colored_mnist", "--ratio", "1.5"],
+         "argument --ratio: must be a number in (0, 1)"),
     # ---------------------------------------------------------------- demo
     Case("demo-steps-zero", ["demo", "--steps", "0", "--out", OUT], "argument --steps: must be a positive integer",
          out=OUT),

@@ -105,3 +105,41 @@ def test_cli_number_types(fn, text, ok):
             fn(text)
     else:
         assert fn(text) == ok
+
+
+@pytest.mark.parametrize("text, ok", [("auto", "auto"), ("AUTO", "auto"), ("4", 4), ("0", None), ("-2", None),
+                                      ("1.5", None), ("many", None)])
+def test_threads_arg(text, ok):
+    from debiaskit.commands.argtypes import threads_arg
+
+    if ok is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="must be a positive integer or auto"):
+            threads_arg(text)
+    else:
+        assert threads_arg(text) == ok
+
+
+@pytest.mark.parametrize("text, ok", [("600", 600.0), ("0.5", 0.5), ("1e3", 1000.0), ("0", None), ("-1", None),
+                                      ("inf", None), ("nan", None), ("soon", None)])
+def test_seconds_arg(text, ok):
+    from debiaskit.commands.argtypes import seconds_arg
+
+    if ok is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="must be a positive number of seconds"):
+            seconds_arg(text)
+    else:
+        assert seconds_arg(text) == ok
+
+
+def test_comma_list_checks_every_element():
+    from debiaskit.commands.argtypes import comma_list, non_negative_int, open_unit_float
+
+    seeds = comma_list(non_negative_int, "non-negative integers")
+    assert seeds("0,1, 2") == [0, 1, 2] and seeds("3,") == [3]
+    for bad in ("0,-1", "a", ",", "", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="comma-separated non-negative integers"):
+            seeds(bad)
+    ratios = comma_list(open_unit_float, "numbers in (0, 1)")
+    assert ratios("0.01,5e-3") == [0.01, 0.005]
+    with pytest.raises(argparse.ArgumentTypeError, match=r"numbers in \(0, 1\), got '0.5,1'"):
+        ratios("0.5,1")

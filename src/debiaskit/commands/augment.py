@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from debiaskit.commands.argtypes import non_negative_int, positive_int
 from debiaskit.errors import DebiaskitError
 
 
@@ -38,17 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--protected", default="Male", help="protected attribute (default Male)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="further dataset option (repeatable)")
-    p.add_argument("--n", type=int, default=10000, help="z in the augment block (→ 2n synthetic images)")
-    p.add_argument("--n-fit", type=int, default=10000, help="z used to fit the hyperplanes")
-    p.add_argument("--n-heldout", type=int, default=5000, help="z used to measure hyperplane accuracy")
+    p.add_argument("--n", type=positive_int, default=10000, help="z in the augment block (→ 2n synthetic images)")
+    p.add_argument("--n-fit", type=positive_int, default=10000, help="z used to fit the hyperplanes")
+    p.add_argument("--n-heldout", type=positive_int, default=5000, help="z used to measure hyperplane accuracy")
     p.add_argument("--edit", default="z_prime", choices=["z_prime", "z_prime_0", "z_prime_g", "z_prime_g0"])
-    p.add_argument("--seed", type=int, default=0, help="seed of z (and of the baselines trained here)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of z (and of the baselines trained here)")
     p.add_argument("--target-run", default=None, help="finished baseline run for the target attribute")
     p.add_argument("--protected-run", default=None, help="finished baseline run for the protected attribute")
     p.add_argument("--baselines", default=None, help="where to train missing baselines (default <out>.baselines)")
-    p.add_argument("--baseline-steps", type=int, default=None, help="steps of baselines trained here (default: dataset default)")
+    p.add_argument("--baseline-steps", type=positive_int, default=None, help="steps of baselines trained here (default: dataset default)")
     p.add_argument("--resize", action="store_true", help="resize generator output to the dataset's image size")
-    p.add_argument("--latent-dim", type=int, default=None, help="latent size of a TorchScript / python: generator")
+    p.add_argument("--latent-dim", type=positive_int, default=None, help="latent size of a TorchScript / python: generator")
     p.add_argument("--output-range", choices=["-1,1", "0,1"], default=None, help="declared output range of such a generator")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     p.set_defaults(func=_augment)

@@ -13,6 +13,8 @@ import re
 import textwrap
 from typing import Any
 
+from debiaskit.commands.argtypes import open_unit_float
+
 __all__ = ["dataset_choices_help", "method_choices_help", "plain_text", "register", "summary_line"]
 
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
@@ -89,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ip = msub.add_parser("info", help="hyper-parameters of a method with their defaults and the paper's values")
     ip.add_argument("name", help="method name (see `debiaskit methods list`)")
     ip.add_argument("--dataset", help="also show the values resolved for this dataset (and --ratio)")
-    ip.add_argument("--ratio", type=float, help="bias-conflicting ratio for --dataset")
+    ip.add_argument("--ratio", type=open_unit_float, help="bias-conflicting ratio for --dataset")
     ip.set_defaults(func=run_info)
     rp = msub.add_parser("rules", help="the model-selection rules and the labels each one reads")
     rp.set_defaults(func=run_rules)
