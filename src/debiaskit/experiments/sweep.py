@@ -461,15 +461,15 @@ class _Control:
                         if w.finished():
                             workers.remove(w)
                             self.record(w.task, *w.outcome(), queue)
-                if sig.signum is not None:
+                if sig.signum is not None and (workers or queue):
                     running = len(workers)
                     killed = _stop_workers(workers, sig, self.echo)
                     for w in workers:
-                        err, secs = w.outcome()
-                        if w.killed and w.result is None:
-                            self.status[w.task.run_dir] = {"status": "interrupted (killed)"}
+                        if w.result is None:  # killed, or stopped by the signal before its training loop began
+                            self.status[w.task.run_dir] = {"status": "interrupted (killed)" if w.killed else
+                                                           "interrupted"}
                         else:
-                            self.record(w.task, err, secs, deque())
+                            self.record(w.task, *w.outcome(), deque())
                     raise self._stopped(sig.signum, running, killed, len(queue))
             finally:
                 for w in workers:  # never leave a worker behind (an unexpected error in this loop)

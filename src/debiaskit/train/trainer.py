@@ -52,6 +52,7 @@ from debiaskit.threads import apply_threads, choose_threads
 from debiaskit.train.averaging import WeightAverage
 from debiaskit.train.checkpoint import load_checkpoint, remove_stale_tmp, save_checkpoint, save_model
 from debiaskit.train.evaluate import predict_logits, split_metrics
+from debiaskit.train.provenance import run_provenance
 from debiaskit.train.sampler import EpochSampler
 from debiaskit.train.seed import resolve_device, rng_state, seed_everything, set_rng_state
 from debiaskit.train.selection import (
@@ -144,23 +145,23 @@ class NonFiniteGuard:
         if self.policy == "skip":
             self._saved = (
                 {k: v.detach().clone() for k, v in self.method.state_dict().items()},
-                {k: copy.deepcopy(o.state_dict()) for k, o in self.method.optimizers.items()},
+                {k: _clone_state(o.state_dict()) for k, o in self.method.optimizers.items()},
             )
 
     def after_update(self, step: int, logs: dict[str, Any]) -> bool:
         """``True``: keep the step; ``False``: it was skipped (state restored). Raises when the run must stop."""
+        if self.policy == "error" and not self.deferred:  # CPU: reading a scalar costs no synchronisation
+            for k, v in logs.items():
+                x = _as_float(v)
+                if x is not None and not math.isfinite(x):
+                    raise _diverged(step, k, x)
+            return True
         keys, vals, bad_float = _log_values(logs)
         if self.policy == "error":
             if bad_float is not None:
                 raise _diverged(step, bad_float[0], bad_float[1])
-            if vals is None:
-                return True
-            ok = torch.isfinite(vals).all()
-            if not self.deferred:
-                if not bool(ok):
-                    raise _diverged(step, *_first_bad(keys, vals))
-                return True
-            self._defer(step, keys, vals, ok)
+            if vals is not None:
+                self._defer(step, keys, vals, torch.isfinite(vals).all())
             return True
         # skip
         ok_t = torch.isfinite(vals).all() if vals is not None else None
@@ -220,6 +221,26 @@ class NonFiniteGuard:
             if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                 return f"the gradient of {name}"
         return "a gradient"  # pragma: no cover - the norms said one was not finite
+
+
+def _as_float(v: Any) -> float | None:
+    """A logged scalar as a float (the mean of a tensor with several elements); ``None`` for non-numbers."""
+    if isinstance(v, torch.Tensor):
+        return float(v.detach()) if v.numel() == 1 else float(v.detach().float().mean())
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    return None
+
+
+def _clone_state(obj: Any) -> Any:
+    """A copy of an optimiser ``state_dict()`` whose tensors are cloned (faster than ``copy.deepcopy``)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone_state(v) for v in obj)
+    return copy.copy(obj)
 
 
 def _log_values(logs: dict[str, Any]) -> tuple[list[str], torch.Tensor | None, tuple[str, float] | None]:
@@ -750,8 +771,6 @@ def build_result(
     }
     if any(get_selection_rule(r).oracle for r in rules):
         result["oracle_note"] = ORACLE_LABEL
-    from debiaskit.registry import run_provenance
-
     # which plugin / module provided the method, dataset and model (a new process can name a missing one)
     result["provenance"] = run_provenance(cfg, built_models=result["model"])
     return result
