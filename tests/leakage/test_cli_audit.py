@@ -17,7 +17,7 @@ def test_audit_labels_on_celeba_runs_in_seconds(shared_data, tmp_path, capsys):
                "--alpha", "2,3", "--out", str(out), "--top-k", "5", *FAST])
     elapsed = time.time() - t0
     assert rc == 0
-    assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "skew.png"}
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "skew.png", "report.html"}
     rep = json.loads((out / "report.json").read_text())
     assert rep["data"]["size"] == 19867 and 0.5 <= rep["leakage"]["mean"] <= 1.0
     assert [e["alpha"] for e in rep["alpha_splits"]] == [2.0, 3.0]
@@ -44,8 +44,9 @@ def test_audit_labels_bad_input(tmp_path, capsys, extra, rows, message):
     out = tmp_path / "out"
     rc = main(["audit", "labels", str(_csv(tmp_path, rows)), "--protected", "sex", "--out", str(out), *extra, *FAST])
     assert rc == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and message in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and message in err[-1]  # after any "[audit labels] ..." progress lines
+    assert not [ln for ln in err[:-1] if not ln.startswith("[audit labels] ")]
     assert not out.exists()  # nothing written on failure
 
 

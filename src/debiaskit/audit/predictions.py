@@ -44,6 +44,7 @@ import numpy as np
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
 from debiaskit.io import md_cell, write_json, write_text
+from debiaskit.progress import Progress
 
 __all__ = ["AuditConfig", "read_table", "run_audit", "build_tasks", "Task"]
 
@@ -660,8 +661,13 @@ def _markdown(cfg: AuditConfig, meta: dict[str, Any], results: dict[str, Any], s
     return "\n".join(lines) + "\n"
 
 
-def run_audit(cfg: AuditConfig) -> dict[str, Any]:
-    """Validate, compute and write ``report.md``, ``report.json`` and ``plots/`` into ``cfg.out`` atomically."""
+def run_audit(cfg: AuditConfig, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Validate, compute and write ``report.md``, ``report.json`` and ``plots/`` into ``cfg.out`` atomically.
+
+    ``progress``: optional reporter (:class:`debiaskit.progress.Progress`): the bootstrap over the targets is
+    a counted phase, the group accuracies and the plots announce themselves.
+    """
+    progress = progress if progress is not None else Progress("audit predictions", enabled=False)
     from debiaskit.metrics import MetricWarning
     from debiaskit.metrics._validation import check_groups
 
@@ -697,14 +703,23 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
 
     # -- compute
     results: dict[str, Any] = {}
+    boot = (f"{cfg.n_boot} bootstrap resamples of {len(df)} rows" if cfg.n_boot >= 2 else "no bootstrap")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MetricWarning)
-        for task in tt.tasks:
-            results[task.name] = _audit_task(task, g, groups, cfg, thr)
+        if tt.tasks:
+            with progress.phase(f"metrics of {len(tt.tasks)} target(s), {len(groups)} groups, {boot}",
+                                total=len(tt.tasks), unit="target") as tick:
+                for task in tt.tasks:
+                    results[task.name] = _audit_task(task, g, groups, cfg, thr)
+                    tick.advance()
         summary = None
         if len(tt.tasks) > 1 or (tt.mode == "multiclass" and tt.pred_class is not None):
+            progress.announce(f"summary over all targets (mAP, bias amplification), {boot}")
             summary = _audit_summary(tt, g, [results[t.name]["_pred"] for t in tt.tasks], cfg)
-        group_acc = _group_accuracy(tt, g, groups, cfg) if tt.pred_class is not None else None
+        group_acc = None
+        if tt.pred_class is not None:
+            progress.announce(f"group accuracies of the class predictions, {boot}")
+            group_acc = _group_accuracy(tt, g, groups, cfg)
     warns: list[str] = []
     for w in caught:
         if issubclass(w.category, MetricWarning):
@@ -744,6 +759,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         write_text(tmp / "report.md", md)
         write_json(tmp / "report.json", report)
         if cfg.plots:
+            progress.announce(f"drawing plots/ for {len(tt.tasks)} target(s)")
             (tmp / "plots").mkdir()
             for task in tt.tasks:
                 r = results[task.name]

@@ -9,8 +9,9 @@
   own training split as in the authors' code, selected on val, evaluated on test; ``docs/leakage.md``),
   λ_D(F1) of randomly perturbed ground truth at the model's test macro-F1, and Δ = λ_M − λ_D(F1).
 
-Outputs (``report.json``, ``report.md``, ``skew.png``) are written atomically after every input was
-validated and every number computed, so a failed audit leaves no partial report.
+Outputs (``report.json``, ``report.md``, ``skew.png`` and, unless ``--no-html``, the self-contained
+``report.html`` of ``docs/report.md``) are written atomically after every input was validated and every number
+computed, so a failed audit leaves no partial report. Progress goes to stderr (:mod:`debiaskit.progress`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import numpy as np
 from debiaskit import __version__
 from debiaskit.commands.argtypes import non_negative_int, positive_int
 from debiaskit.errors import DebiaskitError
+from debiaskit.progress import Progress
+from debiaskit.report.html import try_write_report
 
 
 def register(audit_subparsers: Any) -> None:
@@ -37,7 +40,8 @@ def register(audit_subparsers: Any) -> None:
     p.add_argument("--split", help="dataset split (celeba, imsitu: train/val/test; coco_gender: val/test)")
     p.add_argument("--data-dir", help="data root with celeba/ and wang2019/ (default: $DEBIASKIT_DATA)")
     p.add_argument("--alpha", default="", help="comma-separated α values for α-balanced subsets, e.g. 1,2,3")
-    p.add_argument("--out", help="write report.md, report.json and skew.png into this directory")
+    p.add_argument("--out", help="write report.md, report.json, skew.png and report.html into this directory")
+    p.add_argument("--no-html", action="store_true", help="do not write report.html (the HTML report) with --out")
     p.add_argument("--epochs", type=positive_int, default=20, help="attacker epochs (paper: 100)")
     p.add_argument("--rounds", type=positive_int, default=5, help="leakage rounds (paper: 5)")
     p.add_argument("--max-per-group", type=positive_int, default=3000,
@@ -57,6 +61,7 @@ def register(audit_subparsers: Any) -> None:
     m.add_argument("--points", type=positive_int, default=5, help="F1 grid points of the λ_D(F1) curve")
     m.add_argument("--max-per-group", type=positive_int, default=3000)
     m.add_argument("--out", help="output directory (default: RUN_DIR/audit_leakage)")
+    m.add_argument("--no-html", action="store_true", help="do not write report.html (the HTML report)")
     m.add_argument("--seed", type=non_negative_int, default=0)
     m.add_argument("--threads", type=positive_int, default=None)
     m.add_argument("--data-dir", help="the run's data moved to this folder (relocates the recorded data path)")
@@ -176,15 +181,19 @@ def run_labels(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     num_classes = None if table.multilabel else table.num_labels
 
-    def leak(train_idx: np.ndarray) -> dict[str, Any]:
+    progress = Progress("audit labels")
+
+    def leak(train_idx: np.ndarray, what: str) -> dict[str, Any]:
         tr, va, te = train_idx, parts[1], parts[2]  # type: ignore[index]
-        r = dataset_leakage(table.labels[tr], table.protected[tr], val=(table.labels[va], table.protected[va]),
-                            test=(table.labels[te], table.protected[te]), num_classes=num_classes, sizes=sizes,
-                            rounds=args.rounds, seed=args.seed, config=cfg)
+        with progress.phase(f"λ_D of {what}: {args.rounds} attacker(s), {args.epochs} epochs, {len(tr)} train "
+                            "samples", unit="epoch") as tick:
+            r = dataset_leakage(table.labels[tr], table.protected[tr], val=(table.labels[va], table.protected[va]),
+                                test=(table.labels[te], table.protected[te]), num_classes=num_classes, sizes=sizes,
+                                rounds=args.rounds, seed=args.seed, config=cfg, progress=tick)
         return r.to_dict()
 
     if not args.no_leakage:
-        report["leakage"] = leak(parts[0])  # type: ignore[index]
+        report["leakage"] = leak(parts[0], "the original labels")  # type: ignore[index]
         lk = report["leakage"]
         from scipy import stats
 
@@ -203,7 +212,7 @@ def run_labels(args: argparse.Namespace) -> int:
                  "applied_to": "train part of the 60/20/20 split" if parts is not None else "whole table"}
         if not args.no_leakage:
             try:
-                entry["leakage"] = leak(base_idx[b.indices])
+                entry["leakage"] = leak(base_idx[b.indices], f"the α = {a:g} subset")
             except DebiaskitError as e:  # e.g. an α = 1 subset too small to balance: report, don't fail
                 entry["leakage_skipped"] = str(e)
         report["alpha_splits"].append(entry)
@@ -237,7 +246,8 @@ def run_labels(args: argparse.Namespace) -> int:
         write_bytes(out / "skew.png", png)
         write_json(out / "report.json", report)
         write_text(out / "report.md", "\n".join(md))
-        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'skew.png'}")
+        html = None if args.no_html else try_write_report(out, out / "report.html", progress=progress)
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'skew.png'}" + (f", {html}" if html else ""))
     return 0
 
 
@@ -252,13 +262,15 @@ def run_model(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise DebiaskitError(f"run directory not found: {run_dir}")
+    progress = Progress("audit model")
     run = rundir.load_run(run_dir, data_dir=getattr(args, "data_dir", None))
     res = audit_model(run, kind=args.kind, epochs=args.epochs, rounds=args.rounds, points=args.points,
-                      max_per_group=args.max_per_group, seed=args.seed, threads=args.threads)
+                      max_per_group=args.max_per_group, seed=args.seed, threads=args.threads, progress=progress)
     text = format_model_audit(res, title=f"Leakage audit of {run_dir}")
     out = Path(args.out) if args.out else run_dir / "audit_leakage"
     write_json(out / "report.json", res)
     write_text(out / "report.md", text)
+    html = None if args.no_html else try_write_report(out, out / "report.html", progress=progress)
     print(text)
-    print(f"wrote {out / 'report.md'}, {out / 'report.json'}")
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'}" + (f", {html}" if html else ""))
     return 0

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from debiaskit.commands.argtypes import non_negative_int, open_unit_float
 from debiaskit.errors import DebiaskitError
+from debiaskit.progress import Progress
+from debiaskit.report.html import try_write_report
 
 
 def _cols(text: str) -> list[str]:
@@ -30,7 +32,8 @@ def register(audit_subparsers: argparse._SubParsersAction) -> None:
         "predictions",
         help="fairness metrics with bootstrap intervals for a CSV/parquet of predictions",
         description="AP, DEO, equalized-odds / demographic-parity gaps, bias amplification and score KL per "
-        "protected group, with bootstrap intervals; writes report.md, report.json and plots/.",
+        "protected group, with bootstrap intervals; writes report.md, report.json, plots/ and the self-contained "
+        "report.html.",
     )
     p.add_argument("file", help="CSV or parquet file, one row per sample")
     p.add_argument("--target", required=True, help="ground-truth column(s), comma-separated")
@@ -48,7 +51,8 @@ def register(audit_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ci", type=open_unit_float, default=0.95, help="interval coverage (default 0.95)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--logits", action="store_true", help="scores are logits: apply sigmoid (softmax for multi-class)")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots of plots/")
+    p.add_argument("--no-html", action="store_true", help="do not write report.html (the HTML report)")
     p.add_argument("--out", default=None, help="output directory (default: <file stem>_audit next to the file)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=run)
@@ -71,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
         val=Path(args.val) if args.val else None, threshold=args.threshold, n_boot=args.n_boot, ci=args.ci,
         seed=args.seed, logits=args.logits, force=args.force, plots=not args.no_plots, pred=args.pred,
     )
-    report = run_audit(cfg)
+    progress = Progress("audit predictions")
+    report = run_audit(cfg, progress=progress)
+    html = None if args.no_html else try_write_report(out, out / "report.html", progress=progress)
     n_warn = len(report.get("warnings") or [])
     extra = f" ({n_warn} warning(s), see report.md)" if n_warn else ""
-    print(f"wrote {out}/report.md, report.json{'' if args.no_plots else ' and plots/'}{extra}", file=sys.stdout)
+    written = ["report.md", "report.json", *(["report.html"] if html else []), *([] if args.no_plots else ["plots/"])]
+    print(f"wrote {out}/{', '.join(written[:-1])} and {written[-1]}{extra}", file=sys.stdout)
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html as _html
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
 
-__all__ = ["build_context", "detect", "render_html", "write_report"]
+__all__ = ["build_context", "detect", "render_html", "try_write_report", "write_report"]
 
 
 def _env() -> Any:
@@ -179,6 +180,23 @@ def write_report(path: str | Path | Sequence[str | Path], out: str | Path | None
     ctx = build_context(path, selection=selection, rule=rule, metric=metric, examples=examples, device=device,
                         data_dir=data_dir)
     return write_text(out, render_html(ctx))
+
+
+def try_write_report(path: str | Path, out: str | Path, *, progress: Any = None) -> Path | None:
+    """:func:`write_report` for a command that has already written its own outputs (an audit's report.md/json).
+
+    The HTML page is a view of those outputs: when it cannot be built (a :class:`DebiaskitError`) one
+    ``warning:`` line goes to stderr, naming ``debiaskit report`` to retry, and ``None`` is returned instead of
+    failing the command. ``progress``: an optional :class:`debiaskit.progress.Progress` that announces the step.
+    """
+    if progress is not None:
+        progress.announce(f"writing {out}")
+    try:
+        return write_report(path, out)
+    except DebiaskitError as e:
+        print(f"warning: {out} not written ({e}); the other outputs are complete, retry with "
+              f"`debiaskit report {path}`", file=sys.stderr)
+        return None
 
 
 def escape(text: Any) -> str:
