@@ -315,3 +315,36 @@ def test_names_from_the_data_are_escaped(label_audit, tmp_path, no_png):
     html = render_html(build_context(bad))
     assert "<script" not in html and "&lt;script&gt;" in html
     assert '<img src="https://' not in html
+
+
+def test_ema_rows_are_their_own_labelled_series_in_the_training_curves(tmp_path, monkeypatch):
+    from report.synth import write_synthetic_records
+
+    (rec,) = write_synthetic_records(tmp_path / "rec", seeds=1, steps=2000, eval_every=500, methods=("lff",),
+                                     ratios=(0.01,))
+    figs = []
+    monkeypatch.setattr(plots, "fig_to_uri", lambda fig, **kw: figs.append(fig) or "data:image/png;base64,")
+    ctx = build_context(rec)
+    assert ctx["run"]["curves"]
+    fig = next(f for f in figs if any(ax.get_title() == "unbiased accuracy" for ax in f.axes))
+    ax = next(a for a in fig.axes if a.get_title() == "unbiased accuracy")
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith(("last", "best", "oracle"))}
+    assert set(lines) == {"val split", "val_unbiased split", "test split", "val split, EMA weights",
+                          "val_unbiased split, EMA weights", "test split, EMA weights"}
+    rows = json.loads(rec.read_text())["evaluations"]
+    for split in ("val", "test"):
+        for label, weights in ((f"{split} split", "raw"), (f"{split} split, EMA weights", "ema")):
+            want = [(r["step"], 100 * r["unbiased_accuracy"]) for r in rows
+                    if r["split"] == split and r.get("weights", "raw") == weights]
+            ln = lines[label]
+            assert list(ln.get_xdata()) == [w[0] for w in want] and len(want) == 4  # not mixed: 4 points each
+            np.testing.assert_allclose(ln.get_ydata(), [w[1] for w in want])
+            assert ln.get_linestyle() == ("-" if weights == "raw" else "--")
+        assert lines[f"{split} split"].get_color() == lines[f"{split} split, EMA weights"].get_color()
+    # the legend names the EMA series
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "test split, EMA weights" in legend and "train (running mean)" in legend
+    # a run without EMA rows draws no EMA series
+    figs.clear()
+    plots.training_curves([r for r in rows if r.get("weights", "raw") == "raw"], {})
+    assert not [ln for a in figs[0].axes for ln in a.get_lines() if "EMA" in ln.get_label()]

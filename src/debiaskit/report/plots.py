@@ -189,11 +189,16 @@ def training_curves(rows: Sequence[dict[str, Any]], selected: dict[str, int], *,
                     title: str = "") -> str | None:
     """Loss, accuracy, unbiased and worst-group accuracy vs step, one line per split; each rule's step marked.
 
-    ``rows``: evaluation rows of one run (raw weights); ``selected``: ``{rule: step}``; ``labels``: display
-    names of the rules. Returns ``None`` when there is nothing to plot.
+    ``rows``: evaluation rows of one run. Rows of the raw weights are solid lines; rows of a weight average
+    (``"weights": "ema"``, written with ``train.weight_average: ema``) are a series of their own per split:
+    dashed, in the split's colour, labelled ``... EMA weights`` (never mixed into the raw line).
+    ``selected``: ``{rule: step}`` (steps picked on the raw weights); ``labels``: display names of the rules.
+    Returns ``None`` when there is nothing to plot.
     """
-    rows = [r for r in rows if r.get("weights", "raw") == "raw"]
-    if not rows:
+    raw = [r for r in rows if r.get("weights", "raw") == "raw"]
+    averaged = {w: [r for r in rows if r.get("weights", "raw") == w]
+                for w in dict.fromkeys(str(r["weights"]) for r in rows if r.get("weights", "raw") != "raw")}
+    if not raw and not any(averaged.values()):
         return None
     labels = labels or {}
     panels = []
@@ -202,26 +207,34 @@ def training_curves(rows: Sequence[dict[str, Any]], selected: dict[str, int], *,
         if key is None:
             continue
         lines = []
-        for s in splits:
-            x, y = _series(rows, s, key)
-            if len(x) and np.isfinite(y).any():
-                lines.append((s, x, 100 * y if pct else y))
+        for weights, wrows in (("raw", raw), *averaged.items()):
+            for s in splits:
+                if s == "train" and weights != "raw":  # the running training loss belongs to the raw weights
+                    continue
+                x, y = _series(wrows, s, key)
+                if len(x) and np.isfinite(y).any():
+                    lines.append((s, weights, x, 100 * y if pct else y))
         if lines:
             panels.append(("mAP" if key == "mAP" else title_p, "mAP (%)" if key == "mAP" else ylab, lines))
     if not panels:
         return None
     ncol = 2 if len(panels) > 1 else 1
     nrow = math.ceil(len(panels) / ncol)
-    n_leg = len({s for _, _, lines in panels for s, _, _ in lines}) + len(selected)
+    n_leg = len({(s, w) for _, _, lines in panels for s, w, _, _ in lines}) + len(selected)
     fig, axes = grid_figure(nrow, ncol, panel_w=4.45 if ncol == 2 else 8.0, panel_h=2.1, left=0.75, wgap=0.85,
                             hgap=0.75, top=0.45 + (0.25 if title else 0), bottom=0.6 + 0.2 * _legend_rows(n_leg, 4),
                             sharex=True)
     handles: dict[str, Any] = {}
     for k, (t, ylab, lines) in enumerate(panels):
         ax = axes.flat[k]
-        for s, x, y in lines:
-            (h,) = ax.plot(x, y, color=SPLIT_COLOURS.get(s, "#333333"), linewidth=1.4, marker="." if len(x) < 40 else None,
-                           markersize=4, label=f"{s} split" if s != "train" else "train (running mean)")
+        for s, w, x, y in lines:
+            if s == "train":
+                name = "train (running mean)"
+            else:
+                name = f"{s} split" + ("" if w == "raw" else f", {w.upper()} weights")
+            (h,) = ax.plot(x, y, color=SPLIT_COLOURS.get(s, "#333333"), linewidth=1.4 if w == "raw" else 1.2,
+                           linestyle="-" if w == "raw" else (0, (4, 2)),
+                           marker=("." if w == "raw" else "x") if len(x) < 40 else None, markersize=4, label=name)
             handles.setdefault(h.get_label(), h)
         for j, (rule, step) in enumerate(selected.items()):
             c, ls, _ = rule_style(rule, j)
@@ -229,7 +242,7 @@ def training_curves(rows: Sequence[dict[str, Any]], selected: dict[str, int], *,
                            label=f"{labels.get(rule, rule)}: step {step:,}")
             handles.setdefault(h.get_label(), h)
         if ylab.endswith("(%)"):
-            ys = np.concatenate([y[np.isfinite(y)] for _, _, y in lines])
+            ys = np.concatenate([y[np.isfinite(y)] for _, _, _, y in lines])
             if len(ys) and ys.max() - ys.min() < 2:  # a flat line: show it against a readable range
                 mid = float(ys.mean())
                 ax.set_ylim(max(0.0, mid - 5) - 0.5, min(100.0, mid + 5) + 0.5)

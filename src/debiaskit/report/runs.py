@@ -268,7 +268,7 @@ def _single_run(run: RunData, rules: list[str], focus: str, metric: str) -> dict
                          "cells": [_pct(t.get(c), 2) for c in _TEST_COLUMNS if any(c in (x.metrics.get("test") or {})
                                                                                     for x in sels.values())]})
     cols = [metric_name(c) for c in _TEST_COLUMNS if any(c in (x.metrics.get("test") or {}) for x in sels.values())]
-    curves = plots.training_curves(rows, selected, labels=labels)
+    curves = plots.training_curves(run.evaluations, selected, labels=labels)  # raw and EMA rows, separate series
     prov = _provenance(res)
     return {
         "title": _run_title(res), "findings": findings,
