@@ -84,3 +84,19 @@ def test_a_report_that_cannot_be_rendered_warns_and_keeps_the_audit(tmp_path, ca
     assert len(warn) == 1 and "template exploded" in warn[0] and f"debiaskit report {tmp_path / 'o'}" in warn[0]
     assert (tmp_path / "o" / "report.json").is_file() and not (tmp_path / "o" / "report.html").exists()
     assert "report.html" not in cap.out
+
+
+def test_the_model_audit_verdict_follows_the_sign_and_size_of_delta(model_audit, tmp_path):
+    import shutil
+
+    from debiaskit.report.html import build_context
+
+    for delta, level, words in ((0.05, "warn", "more than labels"), (0.01, "info", "about as much"),
+                                (-0.01, "info", "about as much"), (-0.05, "good", "less than labels")):
+        d = tmp_path / f"d{delta}"
+        shutil.copytree(model_audit, d)
+        rep = json.loads((d / "report.json").read_text())
+        rep["delta"] = delta
+        (d / "report.json").write_text(json.dumps(rep))
+        f = build_context(d)["findings"][0]
+        assert f["level"] == level and words in f["text"] and f"{100 * delta:+.2f} points" in f["text"]

@@ -185,8 +185,8 @@ def run_labels(args: argparse.Namespace) -> int:
 
     def leak(train_idx: np.ndarray, what: str) -> dict[str, Any]:
         tr, va, te = train_idx, parts[1], parts[2]  # type: ignore[index]
-        with progress.phase(f"λ_D of {what}: {args.rounds} attacker(s), {args.epochs} epochs, {len(tr)} train "
-                            "samples", unit="epoch") as tick:
+        with progress.phase(f"λ_D of {what}: {args.rounds} attacker(s), {args.epochs} epochs, train part of "
+                            f"{len(tr)} samples", unit="epoch") as tick:
             r = dataset_leakage(table.labels[tr], table.protected[tr], val=(table.labels[va], table.protected[va]),
                                 test=(table.labels[te], table.protected[te]), num_classes=num_classes, sizes=sizes,
                                 rounds=args.rounds, seed=args.seed, config=cfg, progress=tick)

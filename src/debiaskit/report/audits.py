@@ -41,6 +41,8 @@ _LABELS = {
 _GAPS = ("deo", "equalized_odds_difference", "demographic_parity_difference")
 #: targets of a multi-label / one-vs-rest audit that get figures (those with the largest DEO)
 MAX_PLOTTED_TARGETS = 4
+#: |Δ| (points) within which an `audit model` summary calls λ_M and λ_D(F1) about equal
+AMPLIFICATION_POINTS = 2.0
 
 
 def read_audit(folder: Path) -> dict[str, Any]:
@@ -349,10 +351,17 @@ def _model_audit(rep: dict[str, Any], folder: Path) -> dict[str, Any]:
     f1 = rep.get("model_f1")
     lam_d = rep.get("lambda_D_at_F1")
     delta = rep.get("delta")
-    findings = [{"level": "warn" if _num(delta) > 0.02 else "good",
-                 "text": f"Δ = λ_M − λ_D(F1) = {100 * _num(delta):+.2f} points: the model's outputs "
-                         + ("reveal the protected attribute more than labels of the same quality do (bias "
-                            "amplification)." if _num(delta) > 0 else "reveal no more than labels of the same quality.")},
+    d = _num(delta)
+    if d > AMPLIFICATION_POINTS / 100:
+        verdict = ("warn", "reveal the protected attribute more than labels of the same quality do (bias "
+                           "amplification).")
+    elif d >= -AMPLIFICATION_POINTS / 100:
+        verdict = ("info", f"reveal about as much as labels of the same quality (within ±{AMPLIFICATION_POINTS:g} "
+                           "points).")
+    else:
+        verdict = ("good", "reveal less than labels of the same quality.")
+    findings = [{"level": verdict[0], "text": f"Δ = λ_M − λ_D(F1) = {100 * d:+.2f} points: the model's outputs "
+                 + verdict[1]},
                 {"level": "info", "text": f"λ_M = {100 * _num(lm.get('mean')):.2f} ± {100 * _num(lm.get('std')):.2f} %, "
                  f"λ_D at the model's macro-F1 {_fmt(f1, 3)} = {100 * _num(lam_d):.2f} %"
                  + (" (extrapolated beyond the curve)" if rep.get("extrapolated") else "") + "."}]
