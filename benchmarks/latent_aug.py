@@ -84,7 +84,7 @@ def stage_baselines(args: argparse.Namespace) -> None:
 
 def stage_augment(args: argparse.Namespace) -> None:
     from debiaskit.generative.augment import AugmentConfig, build_augmentation, save_augmentation
-    from debiaskit.generative.labelling import classifier_from_run
+    from debiaskit.experiments.rundir import classifier_from_run
     from debiaskit.generative.protocol import load_generator
 
     gen = load_generator(args.gan, out_size=args.size)
@@ -183,7 +183,7 @@ def evaluate_run(args: argparse.Namespace, path: Path) -> dict[str, Any] | None:
 
 def generator_quality(args: argparse.Namespace) -> dict[str, Any]:
     """Positive rates of the baselines on real test images vs on G(z) (hallucinated), per attribute."""
-    from debiaskit.generative.labelling import classifier_from_run
+    from debiaskit.experiments.rundir import classifier_from_run
 
     out: dict[str, Any] = {}
     for attr in [args.protected, *args.targets]:

@@ -24,14 +24,19 @@ from debiaskit.data.base import BiasedDataset, DatasetSplits
 from debiaskit.methods.base import Batch, TrainContext
 
 
-def planted(n: int, *, conflicting: float, seed: int, split: str, classes: int = 3) -> BiasedDataset:
-    """3×4×4 uint8 images: the red channel encodes the bias (easy), a faint grey pattern the target (hard)."""
+def planted(n: int, *, conflicting: float, seed: int, split: str, classes: int = 3,
+            signal: float = 90.0) -> BiasedDataset:
+    """3×4×4 uint8 images: the red channel encodes the bias (easy), one brighter green pixel the target (hard).
+
+    With probability ``conflicting`` the bias is drawn uniformly (so it may still equal the target), else it
+    equals the target. ``signal``: how much brighter the target's pixel is than the uniform 0-40 noise.
+    """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, n)
     b = np.where(rng.random(n) < conflicting, rng.integers(0, classes, n), y)
     img = rng.integers(0, 40, (n, 3, 16)).astype(np.float64)
     img[:, 0, :] += 200 * b[:, None] / (classes - 1)
-    img[np.arange(n), 1, y] += 90
+    img[np.arange(n), 1, y] += signal
     images = torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8).reshape(n, 3, 4, 4))
     return BiasedDataset(images=images, targets=torch.from_numpy(y), bias=torch.from_numpy(b), num_classes=classes,
                          num_bias=classes, split=split, name="toy")
@@ -43,6 +48,22 @@ def toy_splits() -> DatasetSplits:
         "train": planted(480, conflicting=0.05, seed=0, split="train"),
         "val": planted(120, conflicting=0.05, seed=1, split="val"),
         "test": planted(150, conflicting=1.0, seed=2, split="test"),
+    })
+
+
+def hard_toy_splits(*, classes: int = 5, n: int = 1000, conflicting: float = 0.05, signal: float = 60.0,
+                    seed: int = 0) -> DatasetSplits:
+    """A planted-bias problem on which bias-blind training fails on the bias-conflicting test cells.
+
+    5 classes (with 2 or 3 the conflicting cells can be fitted by "anything but the bias" instead of the
+    target), a weak target pixel (``signal`` 60 over 0-40 noise), 5 % uniformly re-drawn bias in train / val,
+    and a test split (300) whose bias is independent of the target.
+    """
+    kw = {"classes": classes, "signal": signal}
+    return DatasetSplits({
+        "train": planted(n, conflicting=conflicting, seed=seed, split="train", **kw),
+        "val": planted(n // 4, conflicting=conflicting, seed=seed + 1, split="val", **kw),
+        "test": planted(300, conflicting=1.0, seed=seed + 2, split="test", **kw),
     })
 
 

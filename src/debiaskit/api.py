@@ -35,7 +35,17 @@ import torch.nn as nn
 
 from debiaskit.data.adapters import as_splits, register_live_splits
 from debiaskit.errors import DebiaskitError
-from debiaskit.train.trainer import RunResult
+from debiaskit.experiments.config import resolve_config
+from debiaskit.methods.registry import get_method
+from debiaskit.models.adapters import (
+    adapt_model,
+    import_path,
+    importable,
+    init_kwargs_of,
+    register_live_model,
+    weights_fingerprint,
+)
+from debiaskit.train.trainer import RunResult, run_training
 
 __all__ = ["RunResult", "fit"]
 
@@ -45,15 +55,6 @@ log = logging.getLogger(__name__)
 def _model_spec(model: Any, *, in_shape: tuple[int, ...], num_classes: int, feature_layer: str | None, pool: str,
                 seed: int, user_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(hparams.model, hparams.model_kwargs)`` for the ``model`` argument of :func:`fit`."""
-    from debiaskit.models.adapters import (
-        adapt_model,
-        import_path,
-        importable,
-        init_kwargs_of,
-        register_live_model,
-        weights_fingerprint,
-    )
-
     if isinstance(model, str):
         kwargs = dict(user_kwargs)
         if feature_layer is not None:
@@ -148,10 +149,6 @@ def fit(
         DebiaskitError: a method that reads bias labels on data without them, malformed samples, a model that
             cannot be split into features and head, unknown hyper-parameters, ...
     """
-    from debiaskit.experiments.config import resolve_config
-    from debiaskit.methods.registry import get_method
-    from debiaskit.train.trainer import run_training
-
     cls = get_method(method)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise DebiaskitError(f"steps must be a positive integer, got {steps!r}")

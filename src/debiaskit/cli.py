@@ -1,8 +1,11 @@
 """The ``debiaskit`` command line.
 
 Sub-commands live in their own modules (``debiaskit.commands.*``); each module defines
-``register(subparsers)`` which adds its parsers and sets ``func`` on them. Errors the user can fix are
-raised as :class:`~debiaskit.errors.DebiaskitError` and printed as one ``error:`` line with exit status 2.
+``register(subparsers)`` which adds its parsers and sets ``func`` on them, and imports what it needs at module
+level. :data:`COMMANDS` names the module and the one-line help of every sub-command: ``debiaskit --help`` lists
+them without importing any command module, and a run imports only the module of the sub-command given
+(:func:`_load_command`, the single lazy import of the CLI). Errors the user can fix are raised as
+:class:`~debiaskit.errors.DebiaskitError` and printed as one ``error:`` line with exit status 2.
 
 One handler in :func:`main` covers every command: besides ``DebiaskitError`` it maps ``OSError`` (missing
 files, permissions, read-only file systems, a full disk ...), undecodable text, invalid YAML / JSON and
@@ -19,23 +22,50 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
 
-# Modules that contribute sub-commands, in the order they appear in ``debiaskit --help``.
-_COMMAND_MODULES: list[str] = [
-    "debiaskit.commands.datasets",
-    "debiaskit.commands.methods",
-    "debiaskit.commands.train",
-    "debiaskit.commands.sweep",
-    "debiaskit.commands.demo",
-    "debiaskit.commands.generative",
-    "debiaskit.commands.augment",
-    "debiaskit.commands.audit",
-    "debiaskit.commands.predict",
-    "debiaskit.commands.report",
-]
+#: every sub-command: name -> (module that registers it, one-line help shown by ``debiaskit --help``), in the
+#: order of the listing. A module may register several names (``sweep`` + ``collect``, ``methods`` + ``models``);
+#: the help text must equal the one the module registers (``tests/cli/test_cli_dispatch.py`` checks it).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "datasets": ("debiaskit.commands.datasets", "list datasets and show their bias cards"),
+    "methods": ("debiaskit.commands.methods",
+                "list the training methods, their hyper-parameters and the selection rules"),
+    "models": ("debiaskit.commands.methods", "list the models (built-in, backbones by prefix, plugins)"),
+    "train": ("debiaskit.commands.train", "train one method on one dataset"),
+    "sweep": ("debiaskit.commands.sweep", "run a grid of training runs (resumable)"),
+    "collect": ("debiaskit.commands.sweep",
+                "aggregate finished runs (run directories or records) into mean ± std tables"),
+    "demo": ("debiaskit.commands.demo", "train on Colored MNIST (1%% conflicting) and show how biased the model is"),
+    "generative": ("debiaskit.commands.generative", "train / inspect the small generator used by latent_aug"),
+    "augment": ("debiaskit.commands.augment",
+                "GAN latent augmentation: hallucinated labels, latent hyperplanes, paired z' (CVPR 2021)"),
+    "audit": ("debiaskit.commands.audit", "audit a model's predictions, labels or representations for bias"),
+    "predict": ("debiaskit.commands.predict",
+                "write a trained run's predictions on a split as CSV (for `audit predictions`)"),
+    "report": ("debiaskit.commands.report",
+               "write a self-contained HTML report for a run, sweep, records folder or audit folder"),
+}
+
+#: options of ``debiaskit`` itself (none takes a value), skipped when looking for the sub-command's name
+_GLOBAL_FLAGS = ("--debug", "--strict-data")
+
+
+def _load_command(module: str) -> Any:
+    """Import a command module: the CLI's one lazy import, so only the sub-command that runs is loaded."""
+    return importlib.import_module(module)
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word after the global flags), or ``None``."""
+    for a in argv:
+        if a in _GLOBAL_FLAGS:
+            continue
+        return None if a.startswith("-") else a
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +75,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``debiaskit`` parser; the arguments of only the sub-command named in ``argv`` (``None``: of all).
+
+    The other sub-commands get a bare parser carrying their help line, so ``debiaskit --help`` and a wrong
+    command name still list every sub-command without importing its module.
+    """
     parser = _Parser(prog="debiaskit", description="Measure and mitigate bias in image classifiers.")
     parser.add_argument("--version", action="version", version=f"debiaskit {__version__}")
     parser.add_argument("--debug", action="store_true",
@@ -53,8 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict-data", action="store_true",
                         help="refuse to fall back to smaller offline stand-ins of a dataset (sets DEBIASKIT_STRICT_DATA=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for mod in _COMMAND_MODULES:
-        importlib.import_module(mod).register(sub)
+    wanted = None if argv is None else COMMANDS.get(_command_name(argv) or "", (None, ""))[0]
+    for name, (module, help_text) in COMMANDS.items():
+        if name in sub.choices:  # registered together with an earlier name of the same module
+            continue
+        if argv is None or module == wanted:
+            _load_command(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -130,7 +171,8 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # n
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for an error the user can fix, 130 for Ctrl-C)."""
     warnings.formatwarning = _format_warning
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     if not getattr(args, "func", None):

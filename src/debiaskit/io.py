@@ -16,6 +16,8 @@ from typing import IO, Any
 
 import yaml
 
+from debiaskit.errors import DebiaskitError
+
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[IO[bytes]], None]) -> Path:
     """Call ``writer(fileobj)`` on a temp file next to ``path`` and rename it over ``path``.
@@ -139,8 +141,6 @@ def read_jsonl(path: str | os.PathLike, *, warn: Callable[[str], None] | None = 
     damaged line anywhere else means the file was corrupted: :class:`~debiaskit.errors.DebiaskitError` names
     the file and the line, and nothing is returned (callers must never rewrite a file from a partial read).
     """
-    from debiaskit.errors import DebiaskitError
-
     p = Path(path)
     try:
         data = p.read_bytes()

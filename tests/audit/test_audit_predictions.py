@@ -11,9 +11,7 @@ from debiaskit.metrics import calibrated_threshold, deo, score_kl
 
 
 @pytest.fixture
-def run_cli(monkeypatch):
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ["debiaskit.commands.audit"])
-
+def run_cli():
     def _run(*argv):
         return cli.main([str(a) for a in argv])
 
@@ -42,8 +40,16 @@ def files(tmp_path):
     return test, val
 
 
-def test_audit_module_list_is_extensible():
-    assert audit_cmd._AUDIT_MODULES[0] == "debiaskit.commands.audit_predictions"
+def test_audit_group_collects_the_sub_commands_of_its_modules():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    audit_cmd.register(parser.add_subparsers())
+    audit = parser._subparsers._group_actions[0].choices["audit"]
+    names = set(audit._subparsers._group_actions[0].choices)
+    assert {"predictions", "labels", "model"} <= names
+    assert [m.__name__ for m in audit_cmd._AUDIT_MODULES] == ["debiaskit.commands.audit_predictions",
+                                                             "debiaskit.commands.audit_leakage"]
 
 
 def test_binary_audit_matches_direct_metric_calls(run_cli, files, tmp_path, capsys):

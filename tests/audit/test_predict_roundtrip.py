@@ -12,8 +12,7 @@ from debiaskit.commands.predict import predictions_frame
 
 
 @pytest.fixture
-def run_cli(monkeypatch):
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ["debiaskit.commands.audit", "debiaskit.commands.predict"])
+def run_cli():
     return lambda *argv: cli.main([str(a) for a in argv])
 
 

@@ -174,7 +174,7 @@ def test_end_to_end_tiny(tmp_path):
     from debiaskit.experiments.config import resolve_config
     from debiaskit.experiments.rundir import load_run
     from debiaskit.generative.evaluation import paper_metrics
-    from debiaskit.generative.labelling import classifier_from_run
+    from debiaskit.experiments.rundir import classifier_from_run
     from debiaskit.train.trainer import run_training
 
     torch.set_num_threads(1)

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from debiaskit.commands.argtypes import non_negative_int, positive_int
+from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
+from debiaskit.experiments.config import resolve_config
+from debiaskit.experiments.rundir import classifier_from_run
+from debiaskit.generative.augment import AugmentConfig, build_augmentation, save_augmentation
+from debiaskit.generative.protocol import check_output_shape, load_generator
+from debiaskit.train.trainer import run_training
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,9 +88,6 @@ def train_baseline(
     hparams: dict[str, Any] | None = None,
 ) -> Path:
     """Train (or resume / reuse) a ``vanilla`` classifier for ``attribute`` (protected option = ``other``)."""
-    from debiaskit.experiments.config import resolve_config
-    from debiaskit.train.trainer import run_training
-
     hp = dict(hparams or {})
     if steps is not None:
         hp["steps"] = int(steps)
@@ -102,11 +105,6 @@ def train_baseline(
 
 def run_augment(args: argparse.Namespace, *, log: Any = None) -> dict[str, Any]:
     """Programmatic form of the command (also used by the benchmark); returns the manifest."""
-    from debiaskit.data.registry import get_splits
-    from debiaskit.generative.augment import AugmentConfig, build_augmentation, save_augmentation
-    from debiaskit.generative.labelling import classifier_from_run
-    from debiaskit.generative.protocol import check_output_shape, load_generator
-
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

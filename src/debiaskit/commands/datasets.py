@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 
 from debiaskit.commands.argtypes import open_unit_float, positive_int
+from debiaskit.commands.methods import summary_line
+from debiaskit.data.bias_card import bias_card, format_bias_card
+from debiaskit.data.registry import DATASETS, dataset_options, get_splits, list_datasets
+from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.config import parse_value
+from debiaskit.report.cards import format_split_card
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,10 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from debiaskit.data.registry import DATASETS, dataset_options, list_datasets
-
-    from debiaskit.commands.methods import summary_line
-
     for name in list_datasets():
         src = DATASETS.source(name)
         origin = f" [{src.describe()}]" if src is not None and src.origin != "builtin" else ""
@@ -38,10 +39,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from debiaskit.report.cards import format_split_card
-    from debiaskit.data.registry import get_splits
-    from debiaskit.errors import DebiaskitError
-
     opts = {}
     for item in args.set:
         if "=" not in item:
@@ -56,8 +53,6 @@ def run_info(args: argparse.Namespace) -> int:
     print(format_split_card(splits))
     train = splits["train"]
     if not train.multilabel:
-        from debiaskit.data.bias_card import bias_card, format_bias_card
-
         print()
         print(format_bias_card(bias_card(train, top_k=args.top_k)))
     return 0

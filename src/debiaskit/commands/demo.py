@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from debiaskit.commands.argtypes import non_negative_int, positive_int
+from debiaskit.data.registry import get_splits
+from debiaskit.experiments.config import resolve_config
 from debiaskit.report.tables import markdown_table
+from debiaskit.train.trainer import run_training
 
 DEMO_METHODS = ["vanilla", "lff", "disent"]
 
@@ -42,8 +45,6 @@ def demo_config(
             :func:`debiaskit.experiments.hparams.resolve_hparams` gives the same cell.
         steps: ``--steps``: replaces every method's step budget; DisEnt's curriculum becomes a third of it.
     """
-    from debiaskit.experiments.config import resolve_config
-
     hp = dict((DEMO_BUDGETS if budgets is None else budgets).get(method, {}))
     if steps:
         hp["steps"] = steps
@@ -77,9 +78,6 @@ def _default_data_dir() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from debiaskit.data.registry import get_splits
-    from debiaskit.train.trainer import run_training
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     data_dir = args.data_dir or _default_data_dir()
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="debiaskit-demo-"))

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from debiaskit.commands.argtypes import non_negative_int, positive_float, positive_int, unit_right_open_float
+from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
+from debiaskit.generative.gan import GANConfig, _n_up, train_gan
 
 
 def _parse_options(items: list[str] | None) -> dict[str, Any]:
@@ -60,9 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train_gan(args: argparse.Namespace) -> int:
     import torch
-
-    from debiaskit.data.registry import get_splits
-    from debiaskit.generative.gan import GANConfig, _n_up, train_gan
 
     _n_up(args.size)
     if args.steps < 1 or args.batch_size < 1:

@@ -14,6 +14,11 @@ import textwrap
 from typing import Any
 
 from debiaskit.commands.argtypes import open_unit_float
+from debiaskit.data.registry import list_datasets
+from debiaskit.experiments.hparams import COMMON_HPARAMS, _mro_merge, explain_hparams
+from debiaskit.methods.registry import METHODS, list_methods
+from debiaskit.models.registry import MODELS
+from debiaskit.train.selection import get_selection_rule, list_selection_rules
 
 __all__ = ["dataset_choices_help", "method_choices_help", "plain_text", "register", "summary_line"]
 
@@ -61,8 +66,6 @@ def method_choices_help() -> str:
     """``--method`` help for ``train``: every registered method (plugins included)."""
 
     def build() -> str:
-        from debiaskit.methods.registry import list_methods
-
         return ("method name (default vanilla): " + ", ".join(list_methods())
                 + "; details: `debiaskit methods list`").replace("%", "%%")
 
@@ -73,8 +76,6 @@ def dataset_choices_help() -> str:
     """``--dataset`` help for ``train``: every registered dataset (plugins included)."""
 
     def build() -> str:
-        from debiaskit.data.registry import list_datasets
-
         return ("dataset name: " + ", ".join(n for n in list_datasets() if n != "user")
                 + "; details: `debiaskit datasets list`").replace("%", "%%")
 
@@ -122,8 +123,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from debiaskit.methods.registry import METHODS
-
     rows = []
     for name in METHODS.list():
         cls = METHODS.get(name)
@@ -154,9 +153,6 @@ def _fmt(v: Any) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from debiaskit.experiments.hparams import COMMON_HPARAMS, _mro_merge, explain_hparams
-    from debiaskit.methods.registry import METHODS
-
     cls = METHODS.get(args.name)
     print(f"{args.name}: {summary_line(cls)}")
     if cls.paper:
@@ -196,8 +192,6 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_rules(args: argparse.Namespace) -> int:
-    from debiaskit.train.selection import get_selection_rule, list_selection_rules
-
     rows = []
     for name in list_selection_rules(include_oracle=True):
         r = get_selection_rule(name)
@@ -213,8 +207,6 @@ def run_rules(args: argparse.Namespace) -> int:
 
 
 def run_models_list(args: argparse.Namespace) -> int:
-    from debiaskit.models.registry import MODELS
-
     rows = []
     for name in MODELS.list():
         origin = _origin(MODELS, name)

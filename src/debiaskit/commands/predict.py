@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
+from debiaskit.experiments.rundir import load_run
+from debiaskit.io import write_json, write_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,10 +72,6 @@ def predictions_frame(logits: Any, targets: Any, bias: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from debiaskit import __version__
-    from debiaskit.experiments.rundir import load_run
-    from debiaskit.io import write_json, write_text
-
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise DebiaskitError(f"--out must be a .csv file, got {out}")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from debiaskit.report.html import write_report
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command."""
@@ -31,8 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from debiaskit.report.html import write_report
-
     selection = [s.strip() for s in args.selection.split(",") if s.strip()] if args.selection else None
     out = write_report(Path(args.path), args.out, selection=selection, rule=args.rule, metric=args.metric,
                        examples=args.examples, device=args.device, data_dir=args.data_dir)

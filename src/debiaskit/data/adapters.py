@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from debiaskit.data.base import BiasedDataset, DatasetSplits, fingerprint_arrays
+from debiaskit.data.filesplits import majority_aligned_cells
 from debiaskit.data.registry import register_dataset
 from debiaskit.errors import DebiaskitError
 
@@ -306,14 +307,6 @@ class StreamingBiasedDataset(BiasedDataset):
             info=dict(self.info),
         )
 
-    def to(self, device: torch.device | str) -> "StreamingBiasedDataset":
-        """Move the labels to ``device``; the images are delivered there batch by batch."""
-        self.images = self.images.to(device)
-        self.targets = self.targets.to(device)
-        self.bias = self.bias.to(device)
-        self.meta = {k: v.to(device) for k, v in self.meta.items()}
-        return self
-
 
 @dataclass(eq=False)
 class _FloatBiasedDataset(BiasedDataset):
@@ -507,8 +500,6 @@ def as_splits(
     if any(int(r.bias.min()) < 0 for r in with_b):  # type: ignore[union-attr]
         raise DebiaskitError("bias labels b must be >= 0")
     num_bias = max((int(r.bias.max()) + 1 for r in with_b), default=1)  # type: ignore[union-attr]
-    from debiaskit.data.filesplits import majority_aligned_cells
-
     ref = next((raws[k] for k in ("train", "val", "test") if k in raws and raws[k].bias is not None), None)
     if ref is None:
         aligned = torch.ones(num_classes, num_bias, dtype=torch.bool)

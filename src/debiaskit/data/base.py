@@ -20,25 +20,9 @@ import numpy as np
 import torch
 
 from debiaskit.errors import DebiaskitError
+from debiaskit.fingerprint import fingerprint_arrays
 
 __all__ = ["BiasedDataset", "DatasetSplits", "fingerprint_arrays"]
-
-
-def fingerprint_arrays(*arrays: Any) -> str:
-    """SHA-256 (first 16 hex digits) over the raw bytes, dtype and shape of each array, in order."""
-    h = hashlib.sha256()
-    for a in arrays:
-        if isinstance(a, torch.Tensor):
-            a = a.detach().cpu().contiguous().numpy()
-        a = np.ascontiguousarray(a)
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        # hash in chunks so memory-mapped arrays are not loaded whole
-        flat = a.reshape(-1).view(np.uint8) if a.size else np.zeros(0, np.uint8)
-        step = 1 << 26
-        for i in range(0, flat.size, step):
-            h.update(flat[i : i + step].tobytes())
-    return h.hexdigest()[:16]
 
 
 @dataclass(eq=False)
@@ -194,14 +178,6 @@ class BiasedDataset(torch.utils.data.Dataset):
             meta={k: v[idx] for k, v in self.meta.items()},
             info=dict(self.info),
         )
-
-    def to(self, device: torch.device | str) -> "BiasedDataset":
-        """Move the tensors to ``device`` (e.g. keep the whole uint8 dataset on the GPU)."""
-        self.images = self.images.to(device)
-        self.targets = self.targets.to(device)
-        self.bias = self.bias.to(device)
-        self.meta = {k: v.to(device) for k, v in self.meta.items()}
-        return self
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-able description (sizes, fingerprint, conflict ratio)."""

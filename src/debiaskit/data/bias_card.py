@@ -1,7 +1,7 @@
 """Dataset bias card: how strongly labels co-occur with a protected / bias attribute.
 
 Works on a :class:`~debiaskit.data.base.BiasedDataset` (targets = labels, bias = protected attribute),
-on a :class:`~debiaskit.data.attribute_labels.LabelTable`, or on raw arrays (``labels`` 1-D class ids or
+on a :class:`~debiaskit.data.label_table.LabelTable`, or on raw arrays (``labels`` 1-D class ids or
 2-D multi-hot, ``protected`` 1-D). Contents:
 
 * counts c(y, g) per (label, protected value) and the base rates P(g);
@@ -22,7 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from debiaskit.data.base import BiasedDataset
+from debiaskit.data.label_table import LabelTable
 from debiaskit.errors import DebiaskitError
+from debiaskit.leakage import AttackerConfig, dataset_leakage
 
 __all__ = ["BiasCard", "bias_card", "format_bias_card"]
 
@@ -59,9 +62,6 @@ class BiasCard:
 
 def _from_input(data: Any, protected: Any, label_names: Any, protected_names: Any
                 ) -> tuple[np.ndarray, np.ndarray, bool, list[str], list[str], str, str, float | None, str]:
-    from debiaskit.data.attribute_labels import LabelTable
-    from debiaskit.data.base import BiasedDataset
-
     if isinstance(data, BiasedDataset):
         y = data.targets.cpu().numpy()
         g = data.bias.cpu().numpy()
@@ -162,8 +162,6 @@ def _leakage(y: np.ndarray, g: np.ndarray, n_g: int, *, rounds: int, epochs: int
     if len(np.unique(g)) != 2:
         return {"skipped": f"λ_D needs a binary protected attribute; this one has {len(np.unique(g))} values"}
     from scipy import stats
-
-    from debiaskit.leakage import AttackerConfig, dataset_leakage
 
     r = dataset_leakage(y, g, num_classes=num_classes, rounds=rounds, seed=seed, config=AttackerConfig(epochs=epochs))
     vals = np.asarray(r.per_round)

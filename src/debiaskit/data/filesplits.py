@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from debiaskit.data.base import BiasedDataset
-from debiaskit.data.filecache import IMAGE_EXTENSIONS, build_image_cache
+from debiaskit.data.filecache import IMAGE_EXTENSIONS, build_image_cache, normalize_resolution
 from debiaskit.errors import DataMissingError, DebiaskitError
 from debiaskit.paths import resolve_data_dir
 
@@ -183,8 +183,6 @@ def cache_options(
     *, resolution: Any, crop: str, on_error: str, progress: bool, num_workers: int | None = None
 ) -> dict[str, Any]:
     """The cache options every file-backed builder accepts, validated early (before any decoding)."""
-    from debiaskit.data.filecache import normalize_resolution
-
     if on_error not in ("fail", "skip"):
         raise DebiaskitError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     if crop not in ("none", "center"):

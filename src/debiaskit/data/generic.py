@@ -37,7 +37,7 @@ from debiaskit.data.filesplits import (
     file_split,
     majority_aligned_cells,
 )
-from debiaskit.data.registry import register_dataset
+from debiaskit.data.registry import DATASETS, register_dataset
 from debiaskit.errors import DataMissingError, DebiaskitError
 from debiaskit.paths import resolve_data_dir
 
@@ -359,8 +359,6 @@ _GIVEN: dict[tuple[str, str, str], str] = {}
 
 
 def _path_options(name: str) -> dict[str, tuple[str, ...]]:
-    from debiaskit.data.registry import DATASETS
-
     builder = DATASETS.get(name)
     return dict(getattr(builder, "path_options", None) or DEFAULT_PATH_OPTIONS)
 

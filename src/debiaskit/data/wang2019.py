@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from debiaskit.data.attribute_labels import LabelTable
+from debiaskit.data.label_table import LabelTable
 from debiaskit.data.unpickle import restricted_load
 from debiaskit.errors import DebiaskitError
 

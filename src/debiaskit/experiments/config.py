@@ -21,7 +21,12 @@ from typing import Any
 
 import yaml
 
+from debiaskit.data.generic import absolute_path_options
+from debiaskit.data.registry import dataset_options
 from debiaskit.errors import DebiaskitError
+from debiaskit.experiments.hparams import resolve_hparams
+from debiaskit.experiments.validation import Rule, check_number, looks_like_number, validate_numbers
+from debiaskit.methods.registry import get_method
 
 TOP_LEVEL = ("seed", "hparams_seed", "device", "dataset", "method", "hparams", "train")
 
@@ -52,8 +57,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 def parse_value(text: str) -> Any:
     """A ``--set`` value: a YAML scalar / list, with numbers YAML 1.1 misses (``1e-3``, ``5E-4``, ``nan``) as floats."""
-    from debiaskit.experiments.validation import looks_like_number
-
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -124,10 +127,6 @@ def _check_keys(section: str, given: dict[str, Any], valid: Any) -> None:
 
 def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and validate; returns the full config (see module docstring)."""
-    from debiaskit.data.registry import dataset_options
-    from debiaskit.experiments.hparams import resolve_hparams
-    from debiaskit.methods.registry import get_method
-
     if not isinstance(user, dict):
         raise DebiaskitError("a run config must be a mapping")
     _check_keys("config", user, TOP_LEVEL)
@@ -140,8 +139,6 @@ def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
     options = dataset_options(ds["name"])  # raises on unknown dataset
     _check_keys(f"dataset option ({ds['name']})", {k: v for k, v in ds.items() if k != "name"}, options)
     dataset = {"name": ds["name"], **{k: ds.get(k, v) for k, v in options.items()}}
-    from debiaskit.data.generic import absolute_path_options
-
     dataset = absolute_path_options(dataset)  # absolute, resolved paths: the run works from any directory
 
     method = user.get("method", "vanilla")
@@ -173,8 +170,6 @@ def resolve_config(user: dict[str, Any]) -> dict[str, Any]:
         "hparams": hparams,
         "train": train,
     }
-    from debiaskit.experiments.validation import validate_numbers
-
     validate_numbers(cfg)  # ranges of every number; converts "1e-3"-style strings
     _validate_numbers(cfg)
     return cfg
@@ -196,8 +191,6 @@ def _validate_numbers(cfg: dict[str, Any]) -> None:
         raise DebiaskitError(f"train.amp must be none or bf16, got {tr['amp']!r}")
     if tr["nan_policy"] not in NAN_POLICIES:
         raise DebiaskitError(f"train.nan_policy must be {' or '.join(NAN_POLICIES)}, got {tr['nan_policy']!r}")
-    from debiaskit.experiments.validation import Rule, check_number
-
     tr["nan_max_skips"] = check_number("train.nan_max_skips", tr["nan_max_skips"],
                                        Rule(lo=0, integer=True, optional=True))
     if tr["weight_average"] not in ("none", "ema"):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from debiaskit.errors import DebiaskitError
 from debiaskit.methods.base import Method
 from debiaskit.methods.registry import get_method
 from debiaskit.methods.space import Distribution, LogUniform
@@ -159,8 +160,6 @@ def resolve_hparams(
     ``user`` values override everything; a key the method does not have raises
     :class:`~debiaskit.errors.DebiaskitError` (a typo is never silently ignored).
     """
-    from debiaskit.errors import DebiaskitError
-
     if isinstance(hparams_seed, bool) or not isinstance(hparams_seed, int) or hparams_seed < 0:
         raise DebiaskitError(f"hparams_seed must be a non-negative integer, got {hparams_seed!r}")
     user = dict(user or {})

@@ -24,6 +24,7 @@ from typing import Any
 
 from debiaskit.errors import DebiaskitError
 from debiaskit.io import read_jsonl, write_json
+from debiaskit.runkey import run_name
 from debiaskit.train.selection import list_selection_rules, select
 
 __all__ = [
@@ -97,8 +98,6 @@ def make_record(run_dir: str | Path) -> dict[str, Any]:
     key = result.get("run_key")
     if not key:
         raise DebiaskitError(f"{result_file} has no run_key (written by debiaskit < 0.2); re-run it to export a record")
-    from debiaskit.runkey import run_name
-
     name = run_name(result["config"]) if isinstance(result.get("config"), dict) else f"{run_dir.name}-{key}"
     return {"schema": RECORD_SCHEMA, "run_key": key, "name": name, "result": result, "evaluations": _slim(rows)}
 

@@ -42,6 +42,7 @@ from debiaskit import __version__
 from debiaskit.data.base import BiasedDataset, DatasetSplits
 from debiaskit.errors import DebiaskitError
 from debiaskit.generative.edits import ablation_latents
+from debiaskit.generative.gan import save_image_grid
 from debiaskit.generative.hyperplanes import LatentHyperplane, check_label_counts, fit_hyperplane
 from debiaskit.generative.labelling import AttributeClassifier
 from debiaskit.generative.protocol import check_output_shape
@@ -202,8 +203,6 @@ _ARRAYS = ("images", "targets", "bias", "source", "pair", "z", "scores_target", 
 
 def save_augmentation(aug: Augmentation, out: str | Path, *, grid_pairs: int = 32, overwrite: bool = False) -> Path:
     """Write ``augment.npz``, ``manifest.json`` and ``pairs.png`` into ``out`` atomically (temp dir + rename)."""
-    from debiaskit.generative.gan import save_image_grid
-
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DebiaskitError(f"output directory {out} already exists and is not empty; choose another --out")

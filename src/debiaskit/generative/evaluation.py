@@ -18,9 +18,20 @@ median, ±2σ; the paper uses 500). AP, DEO and BA are reported ×100 as in the 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
+
+from debiaskit.metrics import (
+    apply_threshold,
+    average_precision,
+    bias_amplification_cvpr21,
+    bootstrap,
+    calibrated_threshold,
+    deo,
+    score_kl,
+)
 
 __all__ = ["paper_metrics", "METRIC_KEYS"]
 
@@ -43,18 +54,6 @@ def paper_metrics(
 ) -> dict[str, dict[str, float]]:
     """AP / DEO / BA / KL (+ aligned KL) of ``scores`` on an evaluation set, each as
     ``{"estimate", "low", "high", "point"}`` (bootstrap median ± 2σ), plus ``tau_cal``."""
-    import warnings
-
-    from debiaskit.metrics import (
-        apply_threshold,
-        average_precision,
-        bias_amplification_cvpr21,
-        bootstrap,
-        calibrated_threshold,
-        deo,
-        score_kl,
-    )
-
     vy, vs = _np(val_y).astype(np.int64), _np(val_scores).astype(np.float64)
     yy, ss, gg = _np(y).astype(np.int64), _np(scores).astype(np.float64), _np(groups).astype(np.int64)
     tau = float(calibrated_threshold(vy, vs))

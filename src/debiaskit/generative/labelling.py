@@ -6,22 +6,23 @@ the threshold maximising F1 on the **real validation set** (strict ``>``). The t
 reproduced exactly, the default here; ``"exact"`` checks every distinct score).
 
 Images are labelled as uint8 (N, C, H, W) arrays, passed through the dataset's evaluation transform —
-exactly the form in which they are cached and later used for training.
+exactly the form in which they are cached and later used for training. A classifier trained by
+``debiaskit train`` is rebuilt from its run directory by :func:`debiaskit.experiments.rundir.classifier_from_run`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from debiaskit.errors import DebiaskitError
+from debiaskit.metrics import f1_optimal_threshold
 
-__all__ = ["AttributeClassifier", "logits_to_scores", "hallucinate_labels", "classifier_from_run"]
+__all__ = ["AttributeClassifier", "logits_to_scores", "hallucinate_labels"]
 
 
 def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
@@ -61,8 +62,6 @@ class AttributeClassifier:
 
     def fit_threshold(self, images: torch.Tensor, labels: Any, *, method: Literal["official", "exact"] = "official") -> float:
         """Set (and return) τ_F1 on real validation images and their true 0/1 labels."""
-        from debiaskit.metrics import f1_optimal_threshold
-
         y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(np.int64).reshape(-1)
         if y.min() == y.max():
             raise DebiaskitError(f"validation labels of {self.attribute!r} are constant; cannot choose an F1 threshold")
@@ -78,35 +77,3 @@ class AttributeClassifier:
 def hallucinate_labels(images: torch.Tensor, classifiers: dict[str, AttributeClassifier]) -> dict[str, np.ndarray]:
     """Hallucinated labels of ``images`` for each classifier (thresholded at τ_F1); keys = attribute names."""
     return {name: clf.labels(images)[0] for name, clf in classifiers.items()}
-
-
-def classifier_from_run(
-    run_dir: str | Path,
-    *,
-    attribute: str | None = None,
-    model_file: str | None = None,
-    threshold_method: Literal["official", "exact"] = "official",
-) -> AttributeClassifier:
-    """Rebuild a trained baseline from a ``debiaskit train`` run directory and fit τ_F1 on its val split.
-
-    Uses the model of the run's reported selection rule unless ``model_file`` (e.g. ``model_last.pt``) is given.
-    """
-    from debiaskit.data.augment import make_batch_transform
-    from debiaskit.experiments.rundir import load_run
-
-    run = load_run(run_dir)
-    if run.result is None:
-        raise DebiaskitError(f"{run_dir} is not a finished debiaskit run (no result.json)")
-    method = run.method(None if model_file is None else model_file.removeprefix("model_").removesuffix(".pt"))
-    splits = run.splits
-    if "val" not in splits:
-        raise DebiaskitError(f"{run_dir}: its dataset has no val split to choose the F1 threshold on")
-    val = splits["val"]
-    clf = AttributeClassifier(
-        attribute=attribute or str(val.info.get("target", run.config["dataset"].get("target", "target"))),
-        predict=method.predict,
-        transform=make_batch_transform(val.info, train=False),
-        input_shape=val.image_shape,
-    )
-    clf.fit_threshold(val.images, val.targets, method=threshold_method)
-    return clf

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from debiaskit.errors import DebiaskitError
+from debiaskit.generative.gan import load_gan_generator
 
 __all__ = ["Generator", "ModuleGenerator", "load_generator", "check_output_shape", "to_uint8"]
 
@@ -172,8 +173,6 @@ def load_generator(
     except Exception:  # noqa: BLE001 - not a plain checkpoint
         obj = None
     if isinstance(obj, dict) and obj.get("kind") == "debiaskit-gan":
-        from debiaskit.generative.gan import load_gan_generator
-
         g = load_gan_generator(path)
         return ModuleGenerator(g, latent_dim=g.latent_dim, output_range=g.output_range, out_size=out_size,
                                batch_size=batch_size, name=str(path))

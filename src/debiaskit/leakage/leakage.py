@@ -29,6 +29,7 @@ import torch
 
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
+from debiaskit.fingerprint import fingerprint_arrays
 from debiaskit.leakage.attacker import AttackerConfig, ProgressFn, train_attackers
 from debiaskit.leakage.balanced import (
     as_group_codes,
@@ -388,8 +389,6 @@ def _leakage(x: Any, protected: Any, *, val: Split | None, test: Split | None, n
     n_groups = int(max(int(g.max()) for g in gs)) + 1
     test_acc, val_acc, ep = _run(xs, ys, multilabel=ml_arch, cfg=cfg, seed=seed, device=device, n_out=n_groups,
                                  progress=progress)
-    from debiaskit.data.base import fingerprint_arrays
-
     conf = _config(cfg, rounds=rounds, seed=seed, sizes_requested=list(resolve_sizes(sizes)), splits=how,
                    data_fingerprint=fingerprint_arrays(*feats, *gs),
                    depth_used=cfg.resolved_depth(ml_arch), n_features=int(feats[0].shape[1]), n_groups=n_groups,

@@ -278,10 +278,3 @@ class AdversarialImage(BalancedBatchesMixin, Method):
         self.unet.eval()
         self.model.eval()
         return self.model(self.masked(x)[0])
-
-    @torch.no_grad()
-    def adversary_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The adversary's protected-attribute logits on the masked images (eval mode)."""
-        self.unet.eval()
-        self.adversary.eval()
-        return self.adversary(self.masked(x)[0])

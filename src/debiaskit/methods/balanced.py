@@ -26,6 +26,7 @@ import torch
 
 from debiaskit.data.base import DatasetSplits
 from debiaskit.errors import DebiaskitError
+from debiaskit.leakage.splits import balanced_split
 from debiaskit.methods.base import TrainContext
 from debiaskit.methods.bias_supervised import require_protected
 from debiaskit.methods.registry import register_method
@@ -76,8 +77,6 @@ class BalancedSplitMethod(Vanilla):
         alpha, seed = float(hparams["balance_alpha"]), int(hparams["balance_seed"])
         y, g = train.targets.cpu().numpy(), train.bias.cpu().numpy()
         if train.num_bias == 2:
-            from debiaskit.leakage.splits import balanced_split
-
             res = balanced_split(y, g, alpha, seed=seed)
             idx, report = res.indices, {k: v for k, v in res.report.items() if k != "per_label"}
         else:

@@ -28,6 +28,7 @@ from typing import Any
 
 from debiaskit.data.base import DatasetSplits
 from debiaskit.errors import DebiaskitError
+from debiaskit.generative.augment import augmented_splits
 from debiaskit.methods.registry import register_method
 from debiaskit.methods.vanilla import Vanilla
 
@@ -46,8 +47,6 @@ class LatentAug(Vanilla):
 
     @classmethod
     def prepare_splits(cls, splits: DatasetSplits, hparams: dict[str, Any]) -> DatasetSplits:
-        from debiaskit.generative.augment import augmented_splits
-
         path = hparams.get("augment")
         if not path:
             raise DebiaskitError(

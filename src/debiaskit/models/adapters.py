@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -41,6 +42,8 @@ import torch
 import torch.nn as nn
 
 from debiaskit.errors import DebiaskitError
+from debiaskit.fingerprint import fingerprint_arrays
+from debiaskit.models.registry import MODELS
 
 __all__ = [
     "AdaptedModel",
@@ -368,12 +371,8 @@ def init_kwargs_of(model: nn.Module) -> dict[str, Any] | None:
 
 def weights_fingerprint(model: nn.Module) -> str:
     """16 hex digits over a module's state dict (names, shapes, dtypes and values)."""
-    from debiaskit.data.base import fingerprint_arrays
-
     state = model.state_dict()
     keys = sorted(state)
-    import hashlib
-
     h = hashlib.sha256(json.dumps(keys).encode())
     h.update(fingerprint_arrays(*[state[k] for k in keys]).encode())
     return h.hexdigest()[:16]
@@ -418,10 +417,4 @@ def python_model_factory(name: str) -> Any:
     return factory
 
 
-def _register() -> None:
-    from debiaskit.models.registry import MODELS
-
-    MODELS.add_resolver(PREFIX, python_model_factory)
-
-
-_register()
+MODELS.add_resolver(PREFIX, python_model_factory)

@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from debiaskit.errors import DebiaskitError
 from debiaskit.models.adapters import adapt_model
+from debiaskit.models.registry import MODELS
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "load_weights", "timm_factory", "torchvision_factory"]
 
@@ -187,11 +188,5 @@ def timm_factory(name: str) -> Any:
     return factory
 
 
-def _register() -> None:
-    from debiaskit.models.registry import MODELS
-
-    MODELS.add_resolver("torchvision", torchvision_factory)
-    MODELS.add_resolver("timm", timm_factory)
-
-
-_register()
+MODELS.add_resolver("torchvision", torchvision_factory)
+MODELS.add_resolver("timm", timm_factory)

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from debiaskit.errors import DebiaskitError
+
 __all__ = ["WeightAverage"]
 
 
@@ -25,8 +27,6 @@ class WeightAverage:
 
     def __init__(self, module: nn.Module, *, decay: float, start: int = 0) -> None:
         if not 0.0 <= decay < 1.0:
-            from debiaskit.errors import DebiaskitError
-
             raise DebiaskitError(f"train.weight_average_decay must be in [0, 1), got {decay!r}")
         self.decay = float(decay)
         self.start = int(start)

@@ -7,6 +7,8 @@ import random
 import numpy as np
 import torch
 
+from debiaskit.errors import DebiaskitError
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA)."""
@@ -62,8 +64,6 @@ def set_rng_state(state: dict) -> None:
 
 
 def resolve_device(device: str) -> torch.device:
-    from debiaskit.errors import DebiaskitError
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
