@@ -26,10 +26,14 @@ def _check_screenshot(png, size=(1200, 900)) -> None:
     assert 0.3 < white < 0.98, f"{100 * white:.0f} % of the page is white"
 
 
-@pytest.mark.parametrize("which", ["run", "sweep", "audit"])
-def test_report_renders_in_headless_chromium(which, browser, tiny_run, tiny_sweep, tiny_audit, tmp_path):
-    path = {"run": tiny_run, "sweep": tiny_sweep[0] / "sw", "audit": tiny_audit}[which]
-    html = write_report(path, tmp_path / f"{which}.html")
+@pytest.mark.parametrize("which", ["run", "sweep", "audit", "labels", "model"])
+def test_report_renders_in_headless_chromium(which, browser, request, tmp_path):
+    if which in ("labels", "model"):  # the audit commands' own report.html
+        html = request.getfixturevalue({"labels": "label_audit", "model": "model_audit"}[which]) / "report.html"
+    else:
+        path = {"run": request.getfixturevalue("tiny_run"), "sweep": request.getfixturevalue("tiny_sweep")[0] / "sw",
+                "audit": request.getfixturevalue("tiny_audit")}[which]
+        html = write_report(path, tmp_path / f"{which}.html")
     png = tmp_path / f"{which}.png"
     screenshot(browser, html, png)
     _check_screenshot(png)

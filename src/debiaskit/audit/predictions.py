@@ -44,6 +44,25 @@ import numpy as np
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
 from debiaskit.io import md_cell, write_json, write_text
+from debiaskit.metrics import (
+    GroupReport,
+    MetricWarning,
+    average_precision,
+    bias_amplification_directional,
+    bias_amplification_zhao,
+    bootstrap,
+    bootstrap_many,
+    calibrated_threshold,
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    deo,
+    equalized_odds_difference,
+    f1_optimal_threshold,
+    score_kl,
+)
+from debiaskit.metrics._batched import CellIndex, ones_weights, safe_div
+from debiaskit.metrics._validation import check_groups
+from debiaskit.metrics.bootstrap import interval, resample_blocks, simultaneous_band
 from debiaskit.progress import Progress
 
 __all__ = ["AuditConfig", "read_table", "run_audit", "build_tasks", "Task"]
@@ -324,8 +343,6 @@ def _eq(raw: np.ndarray, lab: Any) -> np.ndarray:
 
 
 def _threshold(task: Task, mode: str) -> tuple[float, str]:
-    from debiaskit.metrics import calibrated_threshold, f1_optimal_threshold
-
     if mode not in ("calibrated", "f1"):
         return float(mode), "fixed"
     if task.y_val is not None:
@@ -350,8 +367,6 @@ def _clean(v: Any) -> Any:
 
 def _boot_many(jobs: dict[str, Any], cfg: AuditConfig) -> dict[str, Any]:
     """Point values and (when n_boot >= 2) bootstrap summaries of several metrics on shared resamples."""
-    from debiaskit.metrics import bootstrap_many
-
     if cfg.n_boot < 2:
         return {k: {"value": float(fn(*arrays, **kw))} for k, (fn, arrays, kw) in jobs.items()}
     res = bootstrap_many(jobs, n_boot=cfg.n_boot, ci=cfg.ci, seed=cfg.seed)
@@ -361,18 +376,6 @@ def _boot_many(jobs: dict[str, Any], cfg: AuditConfig) -> dict[str, Any]:
 
 
 def _audit_task(task: Task, g: np.ndarray, group_labels: list[str], cfg: AuditConfig, thr: str) -> dict[str, Any]:
-    from debiaskit.metrics import (
-        GroupReport,
-        average_precision,
-        bias_amplification_directional,
-        bootstrap,
-        demographic_parity_difference,
-        demographic_parity_ratio,
-        deo,
-        equalized_odds_difference,
-        score_kl,
-    )
-
     tau, src = _threshold(task, thr)
     pred = (task.s > tau).astype(np.int8)
     res: dict[str, Any] = {
@@ -426,9 +429,6 @@ def _group_accuracy(tt: _Tasks, g: np.ndarray, groups: list[str], cfg: AuditConf
     under resampling) gets the simultaneous interval: a max-t band over all cell accuracies mapped
     through the minimum.
     """
-    from debiaskit.metrics._batched import CellIndex, ones_weights, safe_div
-    from debiaskit.metrics.bootstrap import interval, resample_blocks, simultaneous_band
-
     y, p = tt.y_class.astype(np.int64), tt.pred_class.astype(np.int64)
     K, G = len(tt.class_labels), len(groups)
     aligned = np.array([[str(c) == str(gr) for gr in groups] for c in tt.class_labels])  # (K, G)
@@ -485,8 +485,6 @@ def _group_accuracy(tt: _Tasks, g: np.ndarray, groups: list[str], cfg: AuditConf
 
 
 def _audit_summary(tt: _Tasks, g: np.ndarray, preds: list[np.ndarray], cfg: AuditConfig) -> dict[str, Any]:
-    from debiaskit.metrics import average_precision, bias_amplification_directional, bias_amplification_zhao
-
     out: dict[str, Any] = {"mode": tt.mode, "n_tasks": len(tt.tasks)}
     summary_jobs: dict[str, Any] = {}
     if tt.tasks:
@@ -668,8 +666,6 @@ def run_audit(cfg: AuditConfig, *, progress: Progress | None = None) -> dict[str
     a counted phase, the group accuracies and the plots announce themselves.
     """
     progress = progress if progress is not None else Progress("audit predictions", enabled=False)
-    from debiaskit.metrics import MetricWarning
-    from debiaskit.metrics._validation import check_groups
 
     path = Path(cfg.file)
     out = Path(cfg.out)

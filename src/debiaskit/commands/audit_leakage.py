@@ -25,7 +25,14 @@ import numpy as np
 
 from debiaskit import __version__
 from debiaskit.commands.argtypes import non_negative_int, positive_int
+from debiaskit.data.attribute_labels import load_label_csv, load_label_dataset
+from debiaskit.data.bias_card import bias_card, format_bias_card
 from debiaskit.errors import DebiaskitError
+from debiaskit.experiments import rundir
+from debiaskit.io import write_bytes, write_json, write_text
+from debiaskit.leakage import AttackerConfig, audit_model, balanced_split, dataset_leakage, format_model_audit
+from debiaskit.leakage.balanced import as_binary_protected
+from debiaskit.leakage.leakage import holdout_split
 from debiaskit.progress import Progress
 from debiaskit.report.html import try_write_report
 
@@ -90,8 +97,6 @@ def _positive(name: str, v: int) -> None:
 
 
 def _load_table(args: argparse.Namespace) -> Any:
-    from debiaskit.data.attribute_labels import load_label_csv, load_label_dataset
-
     if bool(args.file) == bool(args.dataset):
         raise DebiaskitError("give exactly one of FILE or --dataset NAME")
     if args.file:
@@ -151,19 +156,11 @@ def _png(card: Any, top_k: int) -> bytes:
 
 
 def _cfg(args: argparse.Namespace) -> Any:
-    from debiaskit.leakage import AttackerConfig
-
     return AttackerConfig(epochs=args.epochs, num_threads=args.threads)
 
 
 # ------------------------------------------------------------------------------------------ labels
 def run_labels(args: argparse.Namespace) -> int:
-    from debiaskit.data.bias_card import bias_card, format_bias_card
-    from debiaskit.io import write_bytes, write_json, write_text
-    from debiaskit.leakage import balanced_split, dataset_leakage
-    from debiaskit.leakage.balanced import as_binary_protected
-    from debiaskit.leakage.leakage import holdout_split
-
     alphas = _parse_alphas(args.alpha)
     for name in ("epochs", "rounds", "max_per_group", "top_k"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
@@ -253,10 +250,6 @@ def run_labels(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ model
 def run_model(args: argparse.Namespace) -> int:
-    from debiaskit.experiments import rundir
-    from debiaskit.io import write_json, write_text
-    from debiaskit.leakage import audit_model, format_model_audit
-
     for name in ("epochs", "rounds", "points", "max_per_group"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     run_dir = Path(args.run_dir)

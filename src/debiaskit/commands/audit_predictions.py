@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from debiaskit.audit.predictions import AuditConfig, run_audit
 from debiaskit.commands.argtypes import non_negative_int, open_unit_float
 from debiaskit.errors import DebiaskitError
 from debiaskit.progress import Progress
@@ -59,8 +60,6 @@ def register(audit_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from debiaskit.audit.predictions import AuditConfig, run_audit
-
     path = Path(args.file)
     out = Path(args.out) if args.out else path.with_name(f"{path.stem}_audit")
     if not 0 < args.ci < 1:

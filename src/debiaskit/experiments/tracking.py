@@ -79,6 +79,7 @@ def register_tracker(name: str, factory: TrackerFactory) -> None:
 
 
 def tracker_names() -> list[str]:
+    """The names ``--tracker`` accepts (the built-in ``mlflow`` and ``tensorboard`` and any registered since)."""
     return sorted(_TRACKERS)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from debiaskit.audit.predictions import AuditConfig, build_tasks, read_table
 from debiaskit.errors import DebiaskitError
 from debiaskit.report import plots
 
@@ -104,8 +105,6 @@ def _input_scores(rep: dict[str, Any], folder: Path) -> tuple[Any, np.ndarray] |
             h.update(chunk)
     if h.hexdigest() != inp["sha256"]:
         return None
-    from debiaskit.audit.predictions import AuditConfig, build_tasks, read_table
-
     try:
         df = read_table(path)
         acfg = AuditConfig(file=path, targets=list(cfg.get("targets") or []), scores=list(cfg.get("scores") or []),

@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from debiaskit.data.augment import make_batch_transform
+from debiaskit.experiments import rundir
 from debiaskit.report import plots
 
 __all__ = ["biased_logits", "examples_context"]
@@ -29,8 +33,6 @@ __all__ = ["biased_logits", "examples_context"]
 
 def biased_logits(method: Any, x: Any) -> Any | None:
     """Logits of the method's biased branch for a batch ``x`` (LfF: ``model_b``; DisEnt: the bias head), or None."""
-    import torch
-
     with torch.no_grad():
         if hasattr(method, "predict_biased"):
             return method.predict_biased(x)
@@ -46,10 +48,6 @@ def _hwc(images: Any) -> np.ndarray:
 
 
 def _logits(method: Any, ds: Any, idx: np.ndarray, device: Any, *, biased: bool, batch: int = 1024) -> Any | None:
-    import torch
-
-    from debiaskit.data.augment import make_batch_transform
-
     transform = make_batch_transform(ds.info, train=False)
     out = []
     with torch.no_grad():
@@ -66,12 +64,7 @@ def examples_context(run_dir: str | Path, *, selection: str | None = None, per_g
                      max_train: int = 20000, device: str = "cpu", data_dir: str | Path | None = None,
                      seed: int = 0) -> dict[str, Any]:
     """The example grids of a run directory: ``{"figures": [{uri, alt, caption}], "findings": [...]}``."""
-    import torch
-    import torch.nn.functional as F
-
-    from debiaskit.experiments.rundir import load_run
-
-    run = load_run(run_dir, device=device, data_dir=data_dir)
+    run = rundir.load_run(run_dir, device=device, data_dir=data_dir)
     splits = run.splits
     train = splits["train"]
     if train.multilabel:

@@ -20,6 +20,12 @@ from typing import Any
 
 from debiaskit import __version__
 from debiaskit.errors import DebiaskitError
+from debiaskit.experiments.records import load_runs
+from debiaskit.io import write_text
+from debiaskit.progress import Progress
+from debiaskit.report.audits import audit_context, audit_kind, read_audit
+from debiaskit.report.examples import examples_context
+from debiaskit.report.runs import partial_run, runs_context
 
 __all__ = ["build_context", "detect", "render_html", "try_write_report", "write_report"]
 
@@ -61,10 +67,6 @@ def build_context(path: str | Path | Sequence[str | Path], *, selection: Sequenc
     ``examples``: add the example-image grids of a finished run directory (:mod:`debiaskit.report.examples`;
     rebuilds the run's data, on ``device``, from ``data_dir`` if given).
     """
-    from debiaskit.experiments.records import load_runs
-    from debiaskit.report.audits import audit_context, audit_kind, read_audit
-    from debiaskit.report.runs import partial_run, runs_context
-
     if not isinstance(path, (str, Path)):
         paths = [Path(x) for x in path]
         if len(paths) != 1:
@@ -121,8 +123,6 @@ def _add_examples(ctx: dict[str, Any], p: Path, kind: str, *, rule: str | None, 
         ctx["findings"].append({"level": "info", "text": "Example images need a finished run directory (a record "
                                 "holds no weights); none drawn."})
         return
-    from debiaskit.report.examples import examples_context
-
     try:
         ex = examples_context(p, selection=rule, device=device, data_dir=data_dir)
     except DebiaskitError as e:
@@ -134,8 +134,6 @@ def _add_examples(ctx: dict[str, Any], p: Path, kind: str, *, rule: str | None, 
 
 def _nested_audits(run_dir: Path) -> list[dict[str, Any]]:
     """Audit folders inside a run directory (e.g. ``audit_leakage/`` of ``audit model``), rendered inline."""
-    from debiaskit.report.audits import audit_context, audit_kind, read_audit
-
     out = []
     for f in sorted(run_dir.glob("*/report.json")):
         try:
@@ -166,8 +164,6 @@ def write_report(path: str | Path | Sequence[str | Path], out: str | Path | None
     metric (default ``unbiased_accuracy``, else ``mAP`` / ``accuracy``); ``examples``, ``device``, ``data_dir``: see
     :func:`build_context`. Returns the written file.
     """
-    from debiaskit.io import write_text
-
     if out is None:
         one = path if isinstance(path, (str, Path)) else (list(path)[0] if len(list(path)) == 1 else None)
         if one is None:
@@ -182,7 +178,7 @@ def write_report(path: str | Path | Sequence[str | Path], out: str | Path | None
     return write_text(out, render_html(ctx))
 
 
-def try_write_report(path: str | Path, out: str | Path, *, progress: Any = None) -> Path | None:
+def try_write_report(path: str | Path, out: str | Path, *, progress: Progress | None = None) -> Path | None:
     """:func:`write_report` for a command that has already written its own outputs (an audit's report.md/json).
 
     The HTML page is a view of those outputs: when it cannot be built (a :class:`DebiaskitError`) one

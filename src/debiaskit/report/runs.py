@@ -18,8 +18,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from debiaskit.data.cifar10_source import CIFAR10_CLASSES
+from debiaskit.data.colored_mnist import COLOR_NAMES, PALETTE
+from debiaskit.data.corruptions import CORRUPTION_TYPES
 from debiaskit.errors import DebiaskitError
+from debiaskit.experiments.collect import aggregate, sweep_selection
 from debiaskit.experiments.records import RunData
+from debiaskit.io import read_jsonl
 from debiaskit.report import plots
 from debiaskit.report.published import published_for
 from debiaskit.train.selection import get_selection_rule, list_selection_rules, rule_label, select
@@ -63,13 +68,8 @@ def axis_names(dataset: str | None, options: dict[str, Any], num_classes: int, n
     classes = [str(i) for i in range(num_classes)]
     biases = [str(i) for i in range(num_bias)]
     if dataset == "colored_mnist" and num_classes == 10 and num_bias == 10:
-        from debiaskit.data.colored_mnist import COLOR_NAMES, PALETTE
-
         return classes, list(COLOR_NAMES), "digit (target)", "colour (bias)", np.asarray(PALETTE), np.eye(10, dtype=bool)
     if dataset == "corrupted_cifar10" and num_classes == 10 and num_bias == 10:
-        from debiaskit.data.cifar10_source import CIFAR10_CLASSES
-        from debiaskit.data.corruptions import CORRUPTION_TYPES
-
         names = CORRUPTION_TYPES.get(int(options.get("type", 0) or 0), tuple(biases))
         return list(CIFAR10_CLASSES), list(names), "class (target)", "corruption (bias)", None, np.eye(10, dtype=bool)
     return classes, biases, "target class", "bias value", None, None
@@ -96,8 +96,6 @@ def _acc(cnt: np.ndarray, ok: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ helpers
 def partial_run(run_dir: Path) -> RunData | None:
     """An unfinished run directory (``config.yaml`` + ``metrics.jsonl``, no ``result.json``) as RunData."""
-    from debiaskit.io import read_jsonl
-
     cfg_file, rows_file = run_dir / "config.yaml", run_dir / "metrics.jsonl"
     if not cfg_file.is_file() or not rows_file.is_file():
         return None
@@ -323,8 +321,6 @@ def _sweep_status(root: Path) -> dict[str, Any] | None:
 
 
 def _many_runs(runs: list[RunData], rules: list[str], focus: str, metric: str, root: Path | None) -> dict[str, Any]:
-    from debiaskit.experiments.collect import aggregate, sweep_selection
-
     labels = _labels(rules)
     rows = aggregate(runs, selection=rules, metric=metric)
     sweep_sel = sweep_selection(rows, rules)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from debiaskit.io import md_cell
+
 HEADLINE = ("accuracy", "unbiased_accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy", "mAP")
 
 
@@ -16,8 +18,6 @@ def _fmt(v: Any) -> str:
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table; every cell is escaped (``|``, backslashes, line breaks) by :func:`debiaskit.io.md_cell`."""
-    from debiaskit.io import md_cell
-
     lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(md_cell(_fmt(c)) for c in r) + " |" for r in rows]
     return "\n".join(lines)
