@@ -51,13 +51,13 @@ def toy_splits() -> DatasetSplits:
     })
 
 
-def hard_toy_splits(*, classes: int = 5, n: int = 1000, conflicting: float = 0.05, signal: float = 60.0,
+def hard_toy_splits(*, classes: int = 5, n: int = 1000, conflicting: float = 0.1, signal: float = 50.0,
                     seed: int = 0) -> DatasetSplits:
     """A planted-bias problem on which bias-blind training fails on the bias-conflicting test cells.
 
     5 classes (with 2 or 3 the conflicting cells can be fitted by "anything but the bias" instead of the
-    target), a weak target pixel (``signal`` 60 over 0-40 noise), 5 % uniformly re-drawn bias in train / val,
-    and a test split (300) whose bias is independent of the target.
+    target), a weak target pixel (``signal`` 50 over 0-40 noise), 10 % uniformly re-drawn bias in train / val
+    (8 % bias-conflicting), and a test split (300) whose bias is independent of the target.
     """
     kw = {"classes": classes, "signal": signal}
     return DatasetSplits({
