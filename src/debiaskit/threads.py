@@ -22,6 +22,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from debiaskit.errors import DebiaskitError
+
 __all__ = ["SMALL_MODEL_MAX_THREADS", "SMALL_MODEL_PARAMS", "ThreadChoice", "apply_threads", "busy_elsewhere",
            "choose_threads", "usable_cores"]
 
@@ -83,8 +85,6 @@ def choose_threads(
     cores: int | None = None, busy: int | None = None, env: dict[str, str] | None = None,
 ) -> ThreadChoice:
     """Pick the intra-op thread count (see the module docstring); pure given its arguments."""
-    from debiaskit.errors import DebiaskitError
-
     env = os.environ if env is None else env
     if requested not in (None, "auto"):
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:

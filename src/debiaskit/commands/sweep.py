@@ -16,7 +16,12 @@ from debiaskit.commands.argtypes import (
     seconds_arg,
     threads_arg,
 )
+from debiaskit.experiments.backends import execute_sweep
+from debiaskit.experiments.collect import collect, format_table
+from debiaskit.experiments.sweep import expand_sweep, load_sweep
 from debiaskit.experiments.tracking import add_tracker_arguments, mirror_runs
+from debiaskit.io import write_text
+from debiaskit.report.html import write_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,8 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from debiaskit.experiments.sweep import expand_sweep, load_sweep
-
     spec = load_sweep(args.file)
     out = Path(args.out) if args.out else Path("sweeps") / (str(spec.get("name") or Path(args.file).stem))
     threads = None if args.threads == "auto" else args.threads
@@ -88,7 +91,6 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             where = " (recorded)" if r.records_dir is not None and r.record is not None else ""
             print(f"{'done   ' if r.done else 'pending'} {r.run_dir}{where}")
         return 0
-    from debiaskit.experiments.backends import execute_sweep  # imports Ray only for --backend ray
 
     kw = {"wait_lock": args.wait_lock} if args.wait_lock is not None else {}
     follow = [(r.key, r.run_dir, r.config) for r in runs if not r.done]  # optional tracker mirror of metrics.jsonl
@@ -101,9 +103,6 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
 
 def run_collect_cmd(args: argparse.Namespace) -> int:
-    from debiaskit.experiments.collect import collect, format_table
-    from debiaskit.io import write_text
-
     selection = [s.strip() for s in args.selection.split(",") if s.strip()] if args.selection else None
     table = collect(args.dir, selection=selection, metric=args.metric, split=args.split, weights=args.weights)
     text = format_table(table, fmt=args.format)
@@ -114,8 +113,6 @@ def run_collect_cmd(args: argparse.Namespace) -> int:
     html = args.html or (str(Path(args.output).with_suffix(".html")) if args.output else None)
     if html and not args.no_html and html != args.output:
         import sys
-
-        from debiaskit.report.html import write_report
 
         out = write_report(args.dir, html, selection=selection, metric=args.metric)
         print(f"wrote {out}", file=sys.stderr)

@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from debiaskit.commands.argtypes import non_negative_int, open_unit_float, positive_int, seconds_arg, threads_arg
+from debiaskit.commands.methods import dataset_choices_help, method_choices_help
 from debiaskit.experiments.config import apply_overrides, load_config_file, resolve_config
+from debiaskit.experiments.records import export_record
 from debiaskit.experiments.tracking import add_tracker_arguments, mirror_runs
 from debiaskit.report.tables import format_run_summary
+from debiaskit.train.trainer import run_training
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one method on one dataset", description="Train one method on one dataset.")
     p.add_argument("--config", help="YAML run config (see docs/cli.md); flags below override it")
-    from debiaskit.commands.methods import dataset_choices_help, method_choices_help
 
     p.add_argument("--dataset", help=dataset_choices_help())
     p.add_argument("--ratio", type=open_unit_float, help="bias-conflicting ratio of the training set, in (0, 1)")
@@ -78,8 +80,6 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from debiaskit.train.trainer import run_training
-
     cfg = config_from_args(args)
     out = Path(args.out)
     follow = [] if (out / "result.json").exists() else [(out.resolve().name, out, cfg)]  # a finished run: not again
@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"resumed from step {res.resumed_from}")
     print(format_run_summary(res.result))
     if args.records:
-        from debiaskit.experiments.records import export_record
-
         print(f"record: {export_record(args.out, args.records)}")
     print(f"run directory: {args.out}")
     return 0

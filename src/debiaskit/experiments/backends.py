@@ -41,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.experiments.records import export_record, record_path
+from debiaskit.experiments.records import export_record, make_record, record_path
 from debiaskit.experiments.sweep import SweepRun, run_sweep, sigterm_as_keyboard_interrupt
 from debiaskit.io import write_json
+from debiaskit.lock import RunLock, RunLockedError
+from debiaskit.train.trainer import run_training
 
 __all__ = ["BACKENDS", "DEFAULT_MAX_RETRIES", "execute_sweep", "run_sweep_ray"]
 
@@ -150,23 +152,19 @@ def _train_task(key: str, cfg: dict[str, Any], run_dir: str, want_record: bool, 
                            "error": None, "record": None, "resumed_from": 0, "already_done": False}
     t0 = time.perf_counter()
     try:
-        from debiaskit.train.trainer import run_training
-
         while True:
             if _wait_while_locked(run_dir) and tracker is not None:
                 tracker.waiting.remote(key)
             try:
                 res = run_training(cfg, run_dir, jobs=1)  # takes the run lock itself while it trains
                 break
-            except _locked_error() as e:  # another process took the run between our check and the trainer's
+            except RunLockedError as e:  # another process took the run between our check and the trainer's
                 last = e
                 time.sleep(0.5)
                 if time.perf_counter() - t0 > _LOCK_PATIENCE_S:
                     raise last
         out["resumed_from"], out["already_done"] = int(res.resumed_from), bool(res.already_done)
         if want_record:
-            from debiaskit.experiments.records import make_record
-
             out["record"] = make_record(run_dir)
     except DebiaskitError as e:
         out["error"] = str(e)
@@ -176,24 +174,12 @@ def _train_task(key: str, cfg: dict[str, Any], run_dir: str, want_record: bool, 
     return out
 
 
-def _lock_module() -> Any:
-    try:
-        from debiaskit import lock
-    except ImportError:  # pragma: no cover - trees where the run lock lives under experiments/
-        from debiaskit.experiments import lock  # type: ignore[no-redef]
-    return lock
-
-
-def _locked_error() -> type[Exception]:
-    return _lock_module().RunLockedError
-
-
 def _wait_while_locked(run_dir: str) -> bool:
     """Block while another process holds the run lock of ``run_dir`` (it may be finishing the run for us).
 
     Returns whether it had to wait. The lock is only probed here: the trainer takes it for the training itself.
     """
-    lock = _lock_module().RunLock(run_dir, wait=False)
+    lock = RunLock(run_dir, wait=False)
     if lock.acquire():
         lock.release()
         return False

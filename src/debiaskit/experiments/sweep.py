@@ -46,13 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.experiments.config import load_config_file, resolve_config
+from debiaskit.experiments.config import load_config_file, parse_value, resolve_config
 from debiaskit.experiments.hparams import same_ratio
 from debiaskit.experiments.records import export_record, find_record
-from debiaskit.runkey import run_key, run_name
 from debiaskit.io import write_json
 from debiaskit.lock import RunLockedError
+from debiaskit.runkey import run_key, run_name
 from debiaskit.train.provenance import check_provenance, run_provenance
+from debiaskit.train.trainer import RunInterrupted, run_training
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,6 @@ def expand_sweep(
     if grid_ratios is not None and (not isinstance(grid_ratios, list) or not grid_ratios):
         raise DebiaskitError("sweep ratios must be a non-empty list")
     if grid_ratios is not None:
-        from debiaskit.experiments.config import parse_value
-
         grid_ratios = [parse_value(r) if isinstance(r, str) else r for r in grid_ratios]
         bad = [r for r in grid_ratios if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1]
         if bad:
@@ -231,7 +230,6 @@ def _run_one(cfg: dict[str, Any], run_dir: str, *, jobs: int, threads: int | Non
              wait_lock: float | None) -> tuple[str, str | None, float]:
     if threads is not None:
         cfg = {**cfg, "train": {**cfg["train"], "threads": int(threads)}}
-    from debiaskit.train.trainer import RunInterrupted, run_training
 
     t0 = time.perf_counter()
     try:
