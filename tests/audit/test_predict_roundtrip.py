@@ -10,6 +10,8 @@ import torch
 from debiaskit import cli
 from debiaskit.commands.predict import predictions_frame
 
+from toydata import pixel_splits
+
 
 @pytest.fixture
 def run_cli():
@@ -32,11 +34,9 @@ _TINY = "audit_tiny_binary"
 
 @pytest.fixture
 def tiny_dataset(monkeypatch):
-    """A 600-image synthetic binary task (8x8 RGB), so the round trip trains and predicts in seconds.
-
-    Registered only for the duration of the test (the registry entry is removed afterwards).
-    """
-    from debiaskit.data.base import BiasedDataset, DatasetSplits
+    """:func:`toydata.pixel_splits` (binary target and protected attribute, 400 / 133 / 133 images) registered as a
+    dataset for the duration of the test (the registry entry is removed afterwards)."""
+    from debiaskit.data.base import DatasetSplits
     from debiaskit.data.registry import DATASETS, list_datasets, register_dataset
 
     list_datasets()  # load the built-ins first
@@ -44,17 +44,7 @@ def tiny_dataset(monkeypatch):
 
     @register_dataset(_TINY)
     def build(seed: int = 0) -> DatasetSplits:
-        g = torch.Generator().manual_seed(seed)
-        out = {}
-        for split, n in (("train", 400), ("val", 100), ("test", 100)):
-            y = torch.randint(0, 2, (n,), generator=g)
-            b = torch.where(torch.rand(n, generator=g) < 0.8, y, 1 - y)
-            img = torch.randint(0, 60, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
-            img[:, 0] += (120 * y).to(torch.uint8)[:, None, None]  # target in the red channel
-            img[:, 1] += (120 * b).to(torch.uint8)[:, None, None]  # bias in the green channel
-            out[split] = BiasedDataset(images=img, targets=y, bias=b, num_classes=2, num_bias=2, split=split,
-                                       name=_TINY)
-        return DatasetSplits(out)
+        return pixel_splits(400, corr=0.8, seed=seed)
 
     assert DATASETS.get(_TINY) is build
     return _TINY
