@@ -10,6 +10,11 @@ Architecture (Radford et al. 2016 "DCGAN" layout; Miyato et al. 2018 "SNGAN" dis
   → Conv 3×3 → tanh, output in **[−1, 1]**. ``s0 = size / 2^k`` with 4 ≤ s0 ≤ 7 (64 → 4·2⁴, 32 → 4·2³,
   28 → 7·2²); channels halve at each up-sampling, down to ``width``.
 * ``Discriminator``: k × [Conv 4×4 stride 2 (spectral norm) → LeakyReLU 0.2] → Linear (spectral norm).
+  Optional ``minibatch_std`` (Karras et al., ICLR 2018, "Progressive Growing of GANs", Sec. 3): before the
+  linear layer, the standard deviation of every feature over the batch, averaged to one number, is appended
+  as an extra constant feature map, so D can tell a batch that lacks variety (e.g. every digit in one
+  colour) from a real one. Off by default; on in ``benchmarks/latent_aug_cmnist.py``, where without it the
+  generator kept only one of the two colours.
 
 Loss: the hinge loss (Lim & Ye 2017; Miyato et al. 2018) L_D = E[relu(1 − D(x))] + E[relu(1 + D(G(z)))],
 L_G = −E[D(G(z))], with spectral normalisation on every discriminator layer. Why hinge + SN rather than
@@ -103,7 +108,7 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """SNGAN-style discriminator: strided 4×4 convs with spectral norm, LeakyReLU 0.2, linear score."""
 
-    def __init__(self, *, size: int = 32, channels: int = 3, width: int = 32) -> None:
+    def __init__(self, *, size: int = 32, channels: int = 3, width: int = 32, minibatch_std: bool = False) -> None:
         super().__init__()
         k = _n_up(size)
         s0 = size // 2**k
@@ -114,10 +119,15 @@ class Discriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
         self.body = nn.Sequential(*layers)
-        self.fc = spectral_norm(nn.Linear(c_in * s0 * s0, 1))
+        self.minibatch_std = bool(minibatch_std)
+        self.fc = spectral_norm(nn.Linear((c_in + int(self.minibatch_std)) * s0 * s0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x).flatten(1)).squeeze(1)
+        h = self.body(x)
+        if self.minibatch_std:  # one extra map: the batch standard deviation of the features, averaged
+            s = h.std(0, unbiased=False).mean()
+            h = torch.cat([h, s.expand(h.shape[0], 1, h.shape[2], h.shape[3])], 1)
+        return self.fc(h.flatten(1)).squeeze(1)
 
 
 @dataclass
@@ -135,6 +145,7 @@ class GANConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.999
     flip: bool = True
+    minibatch_std: bool = False
     seed: int = 0
     sample_every: int = 250
     ckpt_every: int = 100
@@ -144,7 +155,7 @@ class GANConfig:
 
 def _build(cfg: GANConfig, channels: int) -> tuple[Generator, Discriminator, Generator]:
     g = Generator(latent_dim=cfg.latent_dim, size=cfg.size, channels=channels, width=cfg.width_g)
-    d = Discriminator(size=cfg.size, channels=channels, width=cfg.width_d)
+    d = Discriminator(size=cfg.size, channels=channels, width=cfg.width_d, minibatch_std=cfg.minibatch_std)
     g_ema = Generator(latent_dim=cfg.latent_dim, size=cfg.size, channels=channels, width=cfg.width_g)
     g_ema.load_state_dict(g.state_dict())
     g_ema.eval().requires_grad_(False)
@@ -219,6 +230,7 @@ def train_gan(
         if ck.get("kind") != CHECKPOINT_KIND:
             raise DebiaskitError(f"{ckpt_path} is not a debiaskit GAN checkpoint")
         old = dict(ck["config"])
+        old.setdefault("minibatch_std", False)  # checkpoints from before the option existed
         new = asdict(cfg)
         for k in ("steps", "max_minutes", "sample_every", "ckpt_every"):
             old.pop(k, None)
