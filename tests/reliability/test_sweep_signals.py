@@ -188,11 +188,12 @@ def test_sigterm_between_in_process_runs_raises_sweep_interrupted(tmp_path, monk
         return real(cfg)
 
     monkeypatch.setattr(trainer, "build_data", build_then_signal)
+    before = signal.getsignal(signal.SIGTERM)  # SIG_DFL, or what an earlier test (Ray) installed
     with pytest.raises(SweepInterrupted, match="SIGTERM: sweep stopped; 1 running run"):
         run_sweep(runs, tmp_path, threads=1, echo=lambda s: None)
     manifest = json.loads((tmp_path / "sweep.json").read_text())
     assert [e["status"] for e in manifest["runs"]] == ["done", "interrupted"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
 
 
 def test_wait_lock_retries_a_locked_run_after_the_others(tmp_path):
