@@ -80,16 +80,16 @@ there are: 36 at 1 %, 72 at 2 %, 180 at 5 %. Vanilla learns the colour (aligned 
 the few conflicting digits; its conflicting accuracy grows with their number and it has plateaued by 1,000 steps
 (its curve below is flat after that). LfF and DisEnt up-weight the samples their biased branch finds hard —
 essentially the conflicting ones — so their debiased network learns digit shapes mostly from those: from 36 it
-learns little (`start`: LfF and DisEnt within noise of vanilla; DisEnt stops using colour without having learnt
-shapes, hence its low aligned accuracy), from 180 both reach 55-56 % and beat vanilla on every seed (`r05`,
-`r05c`). LfF has plateaued by 2,000 steps (`r05b`: 3,000 add nothing). DisEnt at a constant lr 0.01 moves by
+learns little (`start`: LfF +5 points over vanilla, DisEnt +10 ± 11 with one seed below vanilla; DisEnt stops
+using colour without having learnt shapes, hence its low aligned accuracy), from 180 both reach 55-57 % and beat
+vanilla on every seed (`r05`, `r05c`); 2 % (`r02c`) lies in between. LfF has plateaued by 2,000 steps (`r05b`: 3,000 add nothing). DisEnt at a constant lr 0.01 moves by
 several points between evaluations (`r05`); with its official schedule (curriculum 10k, then lr × 0.5 every 10k
 of 50k steps) scaled down to curriculum 400, × 0.5 every 400, it has settled by 1,500 steps. What remains is
 seed-to-seed spread (initialisation, batch order, colour jitter and hold-out), ± 3-8 points per method, and it
 is not shared between methods, so the per-seed gaps vary (`r05c`: LfF +4.8 to +17.3, DisEnt +2.5 to +26.5).
 
 **Choice.** `r05c` (ratio 5 %; vanilla 1,000, LfF 2,000, DisEnt 1,500 steps with curriculum and LR step 400) is
-`debiaskit demo`'s default: the largest mean gaps to vanilla for the least CPU (about half the CPU of `start`).
+`debiaskit demo`'s default: the largest mean gaps to vanilla, for 112 s instead of `start`'s 135 s of CPU.
 It meets "mean gap > 2 SE" for LfF, and for DisEnt only narrowly misses it over seeds 0-2 (see the
 every-seed table at the end); no setting of the grid meets "mean gap > 2 std of the per-seed gap" for both
 methods — the seed-to-seed spread is as large as the effect on 3,600 digits, so a single demo run shows the

@@ -31,7 +31,7 @@ DEMO_BUDGETS: dict[str, dict] = {
 
 #: fraction of bias-conflicting training samples in the demo's Colored MNIST. 5 %, not the 1 % of the papers'
 #: headline: the offline subset has 3,600 training digits, so 1 % is 36 conflicting samples — too few for LfF or
-#: DisEnt to learn digit shapes from (both within noise of vanilla there); 5 % gives 180
+#: DisEnt to learn digit shapes from (+5 and +10 ± 11 points over vanilla there); 5 % gives 180
 #: (benchmarks/results/demo_budget.md).
 DEMO_RATIO = 0.05
 #: budget keys that scale with ``--steps`` in the proportion DEMO_BUDGETS gives them
