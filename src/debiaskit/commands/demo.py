@@ -17,8 +17,9 @@ from debiaskit.train.trainer import run_training
 DEMO_METHODS = ["vanilla", "lff", "disent"]
 
 #: short CPU budgets (under 2 minutes in all on an idle 2-core machine), chosen on the 5,000-digit offline MNIST
-#: subset a fresh clone trains on, over seeds 0-2 (benchmarks/results/demo_budget.md, setting ``r05c``): each is
-#: where that method's test accuracy has plateaued (vanilla by 1,000 steps, LfF by 2,000); DisEnt gets its
+#: subset a fresh clone trains on, over seeds 0-2 (benchmarks/results/demo_budget.md, setting ``r05c``: the largest
+#: mean gaps of the grid, but seed-dependent — DisEnt collapses on one of five seeds). Each budget is where that
+#: method's test accuracy has plateaued there (vanilla by 1,000 steps, LfF by 2,000); DisEnt gets its
 #: official schedule (curriculum 10k, then lr x0.5 every 10k) scaled down to curriculum 400, x0.5 every 400 —
 #: at a constant lr 0.01 it swung by several points between evaluations. Everything else is what ``debiaskit
 #: train`` resolves for the same cell (:func:`debiaskit.experiments.hparams.resolve_hparams`); the papers' budgets
