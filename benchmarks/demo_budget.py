@@ -152,14 +152,22 @@ def train_missing(settings: list[str], seeds: list[int]) -> None:
     """Train every (setting, seed, method) run not yet in :data:`RUNS`, the demo's way."""
     import torch
 
+    torch.set_num_threads(1)
+    done = _load_runs()
+    empty = tempfile.mkdtemp(prefix="demo-budget-nodata-")  # no MNIST files here: the offline subset is used
+    try:
+        _train(settings, seeds, empty, done)
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)
+
+
+def _train(settings: list[str], seeds: list[int], empty: str, done: dict[str, dict[str, Any]]) -> None:
+    """The loop of :func:`train_missing`; ``empty`` is the data directory without MNIST files."""
     from debiaskit.commands.demo import demo_config
     from debiaskit.data.registry import get_splits
     from debiaskit.io import append_jsonl, read_jsonl
     from debiaskit.train.trainer import run_training
 
-    torch.set_num_threads(1)
-    done = _load_runs()
-    empty = tempfile.mkdtemp(prefix="demo-budget-nodata-")  # no MNIST files here: the offline subset is used
     for name in settings:
         st = SETTINGS[name]
         for seed in seeds:
