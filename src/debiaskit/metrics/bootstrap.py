@@ -1,13 +1,16 @@
 """Vectorised bootstrap confidence intervals for any metric.
 
-Resamples (n draws with replacement from n samples, the ordinary multinomial bootstrap) are drawn as
-index matrices from one seeded NumPy ``Generator`` and turned into count matrices ``W`` (``W[b, i]`` =
-how often sample i is in resample b; see :mod:`debiaskit.metrics._batched`). Built-in metrics (those with
-a ``batched`` attribute) evaluate a whole block of resamples with array operations — there is no Python
-loop over resamples. Blocks have ``2**23 // n`` rows (at least 32 while a block stays below 2**25 entries,
-at least 1), so memory stays bounded at any n; the block size depends only on n, so the resamples depend
-only on ``(seed, n, n_boot)``: **two metrics bootstrapped
-with the same seed on the same samples use the same resamples** (a joint bootstrap). Any other callable
+Resamples (n draws with replacement from n samples, the ordinary multinomial bootstrap) are the rows of
+``default_rng(seed).integers(0, n, size=(n_boot, n))`` (int32 indices), drawn a few rows at a time and
+counted into count matrices ``W`` (``W[b, i]`` = how often sample i is in resample b; see
+:mod:`debiaskit.metrics._batched`). How the draws are split into blocks does not change them, so the
+resamples depend only on ``(seed, n, n_boot)``: **two metrics bootstrapped with the same seed on the same
+samples use the same resamples** (a joint bootstrap). Built-in metrics (those with a ``batched`` attribute)
+evaluate a whole block of resamples with array operations — there is no Python loop over resamples.
+:func:`bootstrap_many` draws blocks into one reused buffer and evaluates them in sub-blocks of about
+``_batched.SUB_ELEMENTS`` count-matrix entries, so memory stays bounded at any n and the per-entry passes
+run in cache; AP, the official KL and cell-count metrics on the same labels, scores and groups share one
+ordered copy of each sub-block and its cumulative sums (see ``docs/metrics.md``, "Speed"). Any other callable
 ``metric(*arrays, **kw)`` is supported with a per-resample loop over the same resamples.
 
 Calling convention: per-sample arrays are passed positionally (``y_true, y_pred`` or ``y_true, y_score``)
@@ -47,9 +50,10 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import BatchedSpec, Resamples, counts_from_indices, ones_weights
+from debiaskit.metrics._batched import BatchedSpec, Resamples, Workspace, ones_weights, sub_rows
 from debiaskit.metrics._validation import ArrayLike, as_numpy, check_lengths
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
 CIMethod = Literal["auto", "percentile", "basic", "bca", "simultaneous", "2sigma"]
 CI_METHODS = ("auto", "percentile", "basic", "bca", "simultaneous", "2sigma")
 
+_DRAW_ELEMENTS = 1 << 18  # indices drawn per call of the generator (bounded scratch; the stream is the same)
 _BLOCK_ELEMENTS = 1 << 23  # count-matrix entries per block (uint8: 8 MB) ...
 _MIN_BLOCK_ROWS = 32  # ... but at least this many rows while a block stays below _MAX_BLOCK_ELEMENTS, so that
 _MAX_BLOCK_ELEMENTS = 1 << 25  # per-block costs (one-hot cell tables, Python calls) are shared by enough rows
@@ -85,24 +90,59 @@ def block_rows(n: int, n_boot: int) -> int:
     return max(1, min(n_boot, rows))
 
 
-def resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[Resamples]:
-    """Yield blocks of bootstrap resamples (count matrices ``(b, n)``, b ≤ block size), ``n_boot`` in total."""
+def _draw_counts(rng: np.random.Generator, W: np.ndarray, draw_rows: int) -> np.ndarray:
+    """Fill ``W`` ``(b, n)`` (uint8) with the count vectors of the next ``b`` resamples of ``rng``.
+
+    The indices are drawn ``draw_rows`` rows per call of the generator (NumPy's bounded-integer stream does
+    not depend on how the draws are split into calls) and counted row by row with ``torch.scatter_add_``
+    into ``W`` (faster than ``index_add_`` or ``bincount`` here). A row whose sum is not ``n`` had a count
+    above 255 (practically impossible: one sample drawn 256 times); the block is then widened to int32 and
+    that row recounted, so counts stay exact.
+    """
+    b, n = W.shape
+    W.fill(0)
+    tW = torch.from_numpy(W)
+    ones = torch.ones(n, dtype=torch.uint8)
+    recount: list[tuple[int, np.ndarray]] = []
+    for r0 in range(0, b, draw_rows):
+        k = min(draw_rows, b - r0)
+        # int64 indices (what scatter_add_ takes): for n < 2**32 NumPy draws them with the same 32-bit
+        # bounded generator as int32 indices, so the stream is the one of rng.integers(..., dtype=np.int32)
+        idx = rng.integers(0, n, size=(k, n), dtype=np.int64)
+        ti = torch.from_numpy(idx)
+        for j in range(k):
+            tW[r0 + j].scatter_add_(0, ti[j], ones)
+        if n >= 256:  # row sums of uint8 counts fit uint32 up to 16.8M samples
+            sums = W[r0 : r0 + k].sum(1, dtype=np.uint32 if n < 2**24 else np.uint64)
+            recount += [(r0 + int(j), np.bincount(idx[j], minlength=n)) for j in np.flatnonzero(sums != n)]
+    if recount:
+        W = W.astype(np.int32)
+        for r, c in recount:
+            W[r] = c
+    return W
+
+
+def _resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator, ws: Workspace | None,
+                     rows: int | None = None) -> Iterator[Resamples]:
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    rows = block_rows(n, n_boot)
-    itype = np.int32 if n < 2**31 - 1 else np.int64
+    rows = block_rows(n, n_boot) if rows is None else max(1, min(int(rows), n_boot))
+    draw_rows = max(1, _DRAW_ELEMENTS // max(n, 1))
     done = 0
-    draw_rows = max(1, _BLOCK_ELEMENTS // max(n, 1))  # index matrices stay below 2**23 entries
     while done < n_boot:
         b = min(rows, n_boot - done)
-        if b <= draw_rows:
-            W = counts_from_indices(rng.integers(0, n, size=(b, n), dtype=itype), n)
-        else:
-            parts = [counts_from_indices(rng.integers(0, n, size=(min(draw_rows, b - r), n), dtype=itype), n)
-                     for r in range(0, b, draw_rows)]
-            W = np.concatenate(parts) if len({p.dtype for p in parts}) == 1 else np.concatenate(
-                [p.astype(np.int32) for p in parts])
-        yield Resamples(W)
+        buf = ws.get("blk.W", (b, n), np.uint8) if ws is not None else np.empty((b, n), dtype=np.uint8)
+        yield Resamples(_draw_counts(rng, buf, draw_rows), ws=ws)
         done += b
+
+
+def resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[Resamples]:
+    """Yield blocks of bootstrap resamples (count matrices ``(b, n)``, b ≤ block size), ``n_boot`` in total.
+
+    The resamples are the rows of ``rng.integers(0, n, size=(n_boot, n))`` (``rng = default_rng(seed)``,
+    int32 indices) turned into counts; they depend only on ``(seed, n, n_boot)``, not on the block size.
+    Every block is a fresh array (the engine of :func:`bootstrap_many` reuses one buffer instead).
+    """
+    return _resample_blocks(n, n_boot, seed=seed, ws=None)
 
 
 def resample_weights(n: int, n_boot: int, *, seed: int | np.random.Generator = 0) -> Iterator[np.ndarray]:
@@ -414,34 +454,47 @@ def bootstrap_many(
         per_sample = {f"array_{i}": a for i, a in enumerate(arrays_np)}
         per_sample.update({k: kw[k] for k in RESAMPLED_KEYWORDS if kw.get(k) is not None})
         n_all.add(check_lengths(**per_sample))
-        point = np.asarray(metric(*arrays, **kw), dtype=np.float64)
         spec: BatchedSpec | None = getattr(metric, "batched", None)
+        # the state first: the public call below then finds its sort orders alive and reuses them
+        state = spec.prepare(*arrays_np, **kw) if spec is not None else None
+        point = np.asarray(metric(*arrays, **kw), dtype=np.float64)
         do_pool = bool(pool.get(name, False) if isinstance(pool, Mapping) else pool)
         method = _resolve(methods.get(name, "auto"), spec, do_pool and point.ndim > 0)
         if method == "simultaneous" and (spec is None or spec.bounds is None):
             raise DebiaskitError(f"ci_method='simultaneous' needs a gap or ratio metric between groups; {name!r} is not one")
         if method == "bca" and do_pool and point.ndim > 0:
             raise DebiaskitError("ci_method='bca' is not defined for pooled values (pool=True)")
-        state = spec.prepare(*arrays_np, **kw) if spec is not None else None
         prepared[name] = dict(metric=metric, arrays=arrays_np, kw=kw, spec=spec, state=state, point=point,
                               pool=do_pool, method=method, parts=[], comps=[], jack=[])
     if len(n_all) != 1:
         raise DebiaskitError(f"all bootstrapped metrics must use the same samples; got sizes {sorted(n_all)}")
     n = n_all.pop()
     batched_jobs = [p for p in prepared.values() if p["spec"] is not None]
+    # within a sub-block, metrics run by their state's ``eval_priority`` (AP 0, official KL 1, others after):
+    # AP builds the ordered counts and their cumulative sums that the KL and the cell counts (DEO, BA,
+    # rates) then reuse. The evaluation order does not change any value.
+    batched_jobs.sort(key=lambda p: getattr(p["state"], "eval_priority", 10))
     if batched_jobs:
-        for R in resample_blocks(n, n_boot, seed=seed):
-            for p in batched_jobs:
-                p["parts"].append(np.asarray(p["spec"].evaluate(p["state"], R), dtype=np.float64))
-                if p["method"] == "simultaneous":
-                    p["comps"].append(np.asarray(p["spec"].components(p["state"], R), dtype=np.float64))
+        # one scratch workspace for the whole run; each block is evaluated in sub-blocks (see _batched)
+        ws = Workspace()
+        sub = sub_rows(n)
+        # blocks are drawn one sub-block at a time once sub-blocks have enough rows for the block-level
+        # cell counts (matmul); the counts are then still in cache when the sub-block is evaluated
+        rows = sub if sub >= _MIN_BLOCK_ROWS else None
+        for R in _resample_blocks(n, n_boot, seed=seed, ws=ws, rows=rows):
+            for S in R.split(sub):
+                for p in batched_jobs:  # np.array copies: results may not point into reused scratch memory
+                    p["parts"].append(np.array(p["spec"].evaluate(p["state"], S), dtype=np.float64))
+                    if p["method"] == "simultaneous":
+                        p["comps"].append(np.array(p["spec"].components(p["state"], S), dtype=np.float64))
         jack_jobs = [p for p in batched_jobs if p["method"] == "bca"]
         if jack_jobs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                for R in jackknife_blocks(n, seed=seed):
-                    for p in jack_jobs:
-                        p["jack"].append(np.asarray(p["spec"].evaluate(p["state"], R), dtype=np.float64))
+                for J in jackknife_blocks(n, seed=seed):
+                    for S in Resamples(J.W, ws=ws).split(sub):
+                        for p in jack_jobs:
+                            p["jack"].append(np.array(p["spec"].evaluate(p["state"], S), dtype=np.float64))
     out = {}
     for name, p in prepared.items():
         if p["spec"] is not None:

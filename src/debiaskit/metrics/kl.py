@@ -34,14 +34,13 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import CellIndex, _key, as_resamples, batched, cumsum_counts, ones_weights
+from debiaskit.metrics._batched import CellIndex, OrderedCounts, SampleOrder, as_resamples, batched, mask_key, ones_weights
 from debiaskit.metrics._validation import ArrayLike, check_binary, check_groups, check_lengths, check_scores, group_name, warn
 
 __all__ = ["score_kl", "gaussian_smooth_like_scipy", "histogram_like_numpy", "N_BINS", "EPS"]
 
 N_BINS = 50
 EPS = 1e-6
-_CHUNK_ELEMENTS = 1 << 23  # count-matrix entries per chunk: few NumPy calls at small n, bounded memory at large n
 _SIGMA = 1.0
 _RADIUS = 4  # scipy: int(truncate * sigma + 0.5) with truncate = 4
 
@@ -149,15 +148,174 @@ def _normalise(h: np.ndarray, *, renormalise: bool) -> np.ndarray:
     return np.where(tot > 0, p, np.nan)
 
 
+_WINDOW = 64  # members checked first when looking for a resample's largest / smallest present score
+
+
+@dataclass
+class _Layout:
+    """Where the four (class, group) subsets of the official KL lie in a :class:`SampleOrder` (scores
+    decreasing within each major code); subsets ordered (y1, g0), (y1, g1), (y0, g0), (y0, g1).
+
+    ``shared`` is the order of :func:`~debiaskit.metrics.average_precision` on the same labels and scores
+    (major = class): a class's two groups interleave, and a group's weight is read off a masked cumulative
+    sum. Otherwise (major = class, group) every subset is a contiguous run and one cumulative sum serves all.
+    """
+
+    order: SampleOrder
+    shared: bool
+    start: np.ndarray  # (4,) position where each subset's search range starts (its class / its own run)
+    end: np.ndarray  # (4,) and ends
+    search: list[np.ndarray]  # per subset: −score over its search range (increasing), for searchsorted
+    members: list[np.ndarray]  # positions of each subset's samples (increasing = decreasing score)
+    win_first: np.ndarray  # (4, _WINDOW) first members (padded), and which entries are real
+    ok_first: np.ndarray
+    win_last: np.ndarray  # (4, _WINDOW) last members, last first (padded)
+    ok_last: np.ndarray
+    masks: tuple[tuple[np.ndarray, str], tuple[np.ndarray, str]] | None  # shared: (group 0, group 1) masks, keys
+
+
+class _Official:
+    """The official KL's two layouts, each built on first use: ``shared`` (AP's order, used when AP has built
+    that order's cumulative sums in the block) and ``own`` (contiguous subsets: one cumulative sum instead
+    of two masked ones when the KL is on its own)."""
+
+    def __init__(self, y: np.ndarray, s: np.ndarray, g: np.ndarray) -> None:
+        self._y, self._s, self._g = y, s, g
+        self._shared: _Layout | None = None
+        self._own: _Layout | None = None
+        c = 1 - y.astype(np.int64)
+        self.shared_key = SampleOrder.key_of(c, s)
+
+    @property
+    def shared(self) -> _Layout:
+        if self._shared is None:
+            order = SampleOrder.get(1 - self._y.astype(np.int64), self._s)  # the order of AP on (y, s)
+            self._shared = _layout(order, self._g[order.perm], shared=True)
+        return self._shared
+
+    @property
+    def prefer_shared(self) -> bool:
+        """Use AP's order without AP's cumulative sums: when the own order is not built yet but AP's is alive
+        (then two masked cumulative sums cost less than sorting the samples a second time)."""
+        return self._own is None and (self._shared is not None or SampleOrder.alive(self.shared_key))
+
+    @property
+    def own(self) -> _Layout:
+        if self._own is None:
+            order = SampleOrder.get((1 - self._y.astype(np.int64)) * 2 + self._g, self._s)
+            self._own = _layout(order, self._g[order.perm], shared=False)
+        return self._own
+
+
+def _windows(members: list[np.ndarray], *, last: bool) -> tuple[np.ndarray, np.ndarray]:
+    win = np.zeros((len(members), _WINDOW), dtype=np.intp)
+    ok = np.zeros((len(members), _WINDOW), dtype=bool)
+    for k, m in enumerate(members):
+        w = m[::-1][:_WINDOW] if last else m[:_WINDOW]
+        win[k, : w.size], ok[k, : w.size] = w, True
+    return win, ok
+
+
+def _layout(order: SampleOrder, g_sorted: np.ndarray, *, shared: bool) -> _Layout:
+    start, end, search, members = [], [], [], []
+    for cls in (0, 1):  # class 1, then class 0 (major 1 − y, or (1 − y) * 2 + g)
+        for k in (0, 1):
+            a, e = order.segment(cls) if shared else order.segment(2 * cls + k)
+            if shared and k == 0:
+                neg = -order.score_sorted[a:e]
+            start.append(a)
+            end.append(e)
+            search.append(neg if shared else -order.score_sorted[a:e])
+            members.append((a + np.flatnonzero(g_sorted[a:e] == k)).astype(np.intp))
+    wf, of = _windows(members, last=False)
+    wl, ol = _windows(members, last=True)
+    masks = None
+    if shared:
+        m1 = (g_sorted == 1).astype(np.uint8)
+        m0 = (1 - m1).astype(np.uint8)
+        masks = ((m0, mask_key(m0)), (m1, mask_key(m1)))
+    return _Layout(order, shared, np.array(start), np.array(end), search, members, wf, of, wl, ol, masks)
+
+
+def _present(W: np.ndarray, lay: _Layout, *, last: bool) -> np.ndarray:
+    """(B, 4) position in the order of each subset's first (largest score) or last (smallest) member with a
+    non-zero count; the window of the first/last members is checked first, rows without a hit there are
+    scanned fully (a subset absent from a row gives its first member; its histogram is zero anyway)."""
+    win, ok = (lay.win_last, lay.ok_last) if last else (lay.win_first, lay.ok_first)
+    B = W.shape[0]
+    nz = (np.take(W, win.ravel(), axis=1).reshape(B, 4, _WINDOW) != 0) & ok
+    i = nz.argmax(-1)
+    pos = np.take_along_axis(np.broadcast_to(win, (B, 4, _WINDOW)), i[..., None], axis=-1)[..., 0]
+    for r, k in zip(*np.nonzero(~nz.any(-1))):
+        m = lay.members[k]
+        if m.size:
+            hit = np.flatnonzero(np.take(W[r], m))
+            pos[r, k] = m[(hit[-1] if last else hit[0]) if hit.size else 0]
+    return pos
+
+
+def _hists_in_order(lay: _Layout, oc: OrderedCounts) -> np.ndarray:
+    """``np.histogram(x_b, bins=50)`` of the four subsets for every row ``(B, 4, 50)``, from the counts of
+    a (sub-)block in the layout's order.
+
+    Same bins as :func:`histogram_like_numpy` (50 equal bins over the row's own min..max, ±0.5 if
+    constant, last bin closed): a bin holds the subset's weight at scores ≥ its lower edge minus the weight
+    at scores ≥ its upper edge (nothing lies above the last edge, the largest present score), and the
+    weight at scores ≥ e is the subset's count over the prefix of its (decreasing) search range with
+    score ≥ e: a ``searchsorted`` and a gather from the cumulative counts — of the subset's run, or, in
+    the order shared with AP, of its group (group 1 by a masked cumulative sum, group 0 as all − group 1
+    when AP has built the cumulative sums of all samples, else by its own masked sum).
+    """
+    W = oc.W
+    B = W.shape[0]
+    if not lay.shared:
+        cums = [(oc.C, None)] * 4
+    else:
+        assert lay.masks is not None
+        C1 = oc.masked(*lay.masks[1])[1]
+        C0 = (oc.C, C1) if oc.has_C else (oc.masked(*lay.masks[0])[1], None)
+        cums = [C0, (C1, None), C0, (C1, None)]
+    n1 = W.shape[1] + 1
+    rows = (np.arange(B, dtype=np.intp) * n1)[:, None]
+
+    def weight(k: int, pos: np.ndarray) -> np.ndarray:  # (B, j) subset k's weight over positions [start, pos)
+        A, S = cums[k]
+        at, base = rows + pos, rows + lay.start[k]
+        w = A.reshape(-1)[at] - A.reshape(-1)[base]
+        if S is not None:
+            w = w - (S.reshape(-1)[at] - S.reshape(-1)[base])
+        return w
+
+    total = np.stack([weight(k, np.full((B, 1), lay.end[k]))[:, 0] for k in range(4)], axis=1)
+    scores = lay.order.score_sorted
+    hi = scores[_present(W, lay, last=False)]  # largest present score per (row, subset)
+    lo = scores[_present(W, lay, last=True)]  # smallest present score
+    same = lo == hi
+    first = np.where(same, lo - 0.5, lo)
+    last = np.where(same, hi + 0.5, hi)
+    step = (last - first) / N_BINS
+    edges = np.arange(N_BINS, dtype=np.float64) * step[..., None] + first[..., None]  # (B, 4, 50) lower edges
+    out = np.empty((B, 4, N_BINS))
+    for k in range(4):
+        prefix = np.searchsorted(lay.search[k], -edges[:, k].ravel(), side="right").reshape(B, N_BINS)
+        ge = weight(k, lay.start[k] + prefix)  # weight at scores ≥ each lower edge
+        out[:, k, :-1] = ge[:, :-1] - ge[:, 1:]
+        out[:, k, -1] = ge[:, -1]
+    out[total <= 0] = 0.0
+    return out
+
+
 @dataclass
 class _KLState:
     mode: str
     reduction: str
     n: int
-    # official: per (class, group) sample indices sorted by score, their scores and a cache key;
-    # aligned: one CellIndex over (class, group, bin)
-    subsets: list[tuple[np.ndarray, np.ndarray, str]] | None
-    cells: CellIndex | None
+    official: _Official | None  # where the subsets lie in the sample orders (mode="official")
+    cells: CellIndex | None  # one CellIndex over (class, group, bin) (mode="aligned")
+
+    #: evaluated early in each sub-block of the bootstrap (see ``bootstrap_many``): after AP, whose cumulative
+    #: sums it reuses, and before the cell counts, which reuse its group's masked cumulative sums
+    eval_priority = 1
 
 
 def _prep_kl(
@@ -185,13 +343,7 @@ def _prep_kl(
                 if not ((y == cls) & (g == k)).any():
                     warn(f"group {group_name(labels, k)!r} has no samples with y_true == {cls}: KL reported as NaN")
     if mode == "official":
-        subsets = []
-        for cls in (1, 0):
-            for k in (0, 1):
-                idx = np.flatnonzero((y == cls) & (g == k))
-                idx = idx[np.argsort(s[idx], kind="stable")]
-                subsets.append((idx, s[idx], _key(idx)))
-        return _KLState(mode, reduction, len(y), subsets, None)
+        return _KLState(mode, reduction, len(y), _Official(y, s, g), None)
     b = np.minimum((s * N_BINS).astype(np.int64), N_BINS - 1)  # equal bins on [0, 1], last bin closed
     codes = ((1 - y.astype(np.int64)) * 2 + g) * N_BINS + b  # class order (1, 0), group order (0, 1)
     return _KLState(mode, reduction, len(y), None, CellIndex(codes, 4 * N_BINS))
@@ -202,13 +354,17 @@ def _ev_kl(st: _KLState, R: Any) -> np.ndarray:
     B = R.b
     if st.mode == "official":
         hs = np.empty((B, 4, N_BINS))
-        rows = max(1, _CHUNK_ELEMENTS // max(st.n, 1))
-        for r0 in range(0, B, rows):
-            Wc = R.W[r0 : r0 + rows]
-            for k, (idx, vals, _) in enumerate(st.subsets):
-                Ws = np.take(Wc, idx, axis=1)
-                C = cumsum_counts(Ws)
-                hs[r0 : r0 + rows, k] = _hist_from_cumsum(vals, Ws, C)
+        r0 = 0
+        off = st.official
+        for S in R.chunks():
+            shared = S.cached_ordered(off.shared_key)
+            if shared is not None and shared.has_C:  # AP on the same labels and scores ran first
+                hs[r0 : r0 + S.b] = _hists_in_order(off.shared, shared)
+            elif off.prefer_shared:  # e.g. the point estimate while AP's order is alive: no second sort
+                hs[r0 : r0 + S.b] = _hists_in_order(off.shared, S.ordered(off.shared.order))
+            else:
+                hs[r0 : r0 + S.b] = _hists_in_order(off.own, S.ordered(off.own.order))
+            r0 += S.b
         hs = gaussian_smooth_like_scipy(hs, integer=True)
         p = _normalise(hs, renormalise=False)
     else:

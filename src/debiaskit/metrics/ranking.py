@@ -11,7 +11,9 @@ COCO objects). A label without positives has undefined AP: we return NaN with a 
 (scikit-learn returns 0 with a warning; a silent 0 would pull mAP down).
 
 The batched form sorts the scores once and evaluates AP for many bootstrap count vectors at once with
-cumulative sums (``debiaskit.metrics.bootstrap``).
+cumulative sums (``debiaskit.metrics.bootstrap``): the counts are taken in (label, decreasing score) order,
+one exact integer cumulative sum per resample gives the true positives at every positive and, gathered
+at the negatives' positions, the false positives.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import Resamples, _key, as_resamples, batched, cumsum_counts, ones_weights
+from debiaskit.metrics._batched import Resamples, SampleOrder, as_resamples, batched, gather_cols, ones_weights
 from debiaskit.metrics._validation import ArrayLike, check_binary, check_lengths, check_scores, warn
 
 __all__ = ["average_precision", "mean_average_precision", "average_precision_batched"]
@@ -31,12 +34,18 @@ __all__ = ["average_precision", "mean_average_precision", "average_precision_bat
 @dataclass
 class _APLabel:
     n: int
-    order_pos: np.ndarray  # original indices of the positives, by decreasing score
-    order_neg: np.ndarray  # original indices of the negatives, by decreasing score
-    last_pos: np.ndarray  # per score block containing positives: index (into order_pos) of its last positive
-    neg_upto: np.ndarray  # per such block: number of negatives in this or higher-scored blocks
+    npos: int
+    order: SampleOrder  # positives first (major 1 − y), each part by decreasing score
+    tp_at: np.ndarray  # per score block containing positives: column of C after its last positive
+    fp_at: np.ndarray  # per such block: column of C after the negatives in this or higher-scored blocks
     distinct: bool = False  # no two positives share a score (then each positive is its own block)
-    key: str = ""
+
+    @property
+    def fp_at_t(self) -> torch.Tensor:
+        t = self.__dict__.get("_fp_at_t")
+        if t is None:
+            t = self.__dict__["_fp_at_t"] = torch.from_numpy(self.fp_at.astype(np.int64))
+        return t
 
 
 @dataclass
@@ -45,18 +54,24 @@ class _APState:
     average: str | None
     multilabel: bool
 
+    #: evaluated first in each sub-block of the bootstrap (see ``bootstrap_many``): AP builds the ordered
+    #: counts and their cumulative sums that the official KL and the cell counts reuse
+    eval_priority = 0
+
 
 def _prepare_label(y: np.ndarray, s: np.ndarray) -> _APLabel:
-    order = np.argsort(-s, kind="stable")
-    ss, ys = s[order], y[order]
+    order = SampleOrder.get(1 - y.astype(np.int64), s)
+    npos = int(y.sum())
+    desc = order.desc  # by decreasing score: the relative order of the positives and of the negatives in ``order``
+    ss, ys = s[desc], y[desc]
     block = np.concatenate([[0], np.cumsum(np.diff(ss) != 0)])  # tied scores share a block
     pos = ys == 1
     bp, bn = block[pos], block[~pos]
     ub = bp[np.concatenate([[True], np.diff(bp) != 0])] if bp.size else bp  # bp is non-decreasing
     last_pos = np.searchsorted(bp, ub, side="right") - 1
     neg_upto = np.searchsorted(bn, ub, side="right")
-    return _APLabel(len(y), order[pos], order[~pos], last_pos, neg_upto, bool(len(ub) == len(bp)),
-                    _key(order[pos], order[~pos]))
+    return _APLabel(len(y), npos, order, (last_pos + 1).astype(np.intp), (npos + neg_upto).astype(np.intp),
+                    bool(len(ub) == len(bp)))
 
 
 def _prepare(
@@ -81,51 +96,65 @@ def _prepare(
     return _APState(labels, average, multilabel)
 
 
-#: count-matrix entries evaluated together (keeps the intermediates of one chunk in cache)
-_CHUNK_ELEMENTS = 1 << 21
+#: elements of the per-block float temporaries processed together (they stay in cache)
+_FLOAT_CHUNK = 1 << 16
 
 
-def _evaluate_label(lab: _APLabel, R: Resamples) -> np.ndarray:
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products. NumPy's ``einsum("ij,ij->i")`` sums a lone row in another order than rows of
+    a multi-row array; a single row is therefore evaluated as two identical rows, so that a resample's value
+    does not depend on how the resamples are split into blocks."""
+    if a.shape[0] == 1:
+        return np.einsum("ij,ij->i", np.repeat(a, 2, axis=0), np.repeat(b, 2, axis=0))[:1]
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _evaluate_label(lab: _APLabel, R: Resamples, *, share: bool = True) -> np.ndarray:
     """AP = (1/P) Σ_blocks Δtp_block · tp_block / (tp_block + fp_block), counts weighted by the rows of W.
 
-    Counts and their cumulative sums are exact integers; precision and the sum are float64.
+    The counts are taken in the label's :class:`SampleOrder` (positives, then negatives, each by decreasing
+    score) with one cumulative sum ``C`` per row: ``tp`` is ``C`` over the positives, ``fp`` a gather in the
+    negatives. Counts and their sums are exact integers; precision and the sum are float64, computed a few
+    rows at a time so that the temporaries stay in cache. ``share`` caches the ordered counts in the
+    (sub-)block, for the official KL (and cell counts) on the same labels and scores.
     """
     B = R.b
     out = np.full(B, np.nan)
-    if lab.order_pos.size == 0:
+    m = lab.tp_at.size
+    if lab.npos == 0:
         return out
-    fp_at = np.maximum(lab.neg_upto - 1, 0)
-    fp_zero = lab.neg_upto == 0
-    rows = max(1, _CHUNK_ELEMENTS // max(lab.n, 1))
-    for r0 in range(0, B, rows):
-        Wc = R.W[r0 : r0 + rows]
-        Wp = np.take(Wc, lab.order_pos, axis=1)
-        cp = cumsum_counts(Wp)  # cumulative positive weight by decreasing score
-        P = cp[:, -1].astype(np.float64)
-        if lab.distinct:  # each positive is its own block
-            tp, dtp = cp, Wp
-        else:
-            tp = np.take(cp, lab.last_pos, axis=1)
-            dtp = np.diff(tp, axis=1, prepend=0)
-        if lab.order_neg.size:
-            Wn = np.take(Wc, lab.order_neg, axis=1)
-            cn = cumsum_counts(Wn)
-            fp = np.take(cn, fp_at, axis=1)
-            if fp_zero[0]:
-                fp[:, fp_zero] = 0
-            tot = tp + fp
-        else:
-            tot = tp.copy()
-        np.maximum(tot, 1, out=tot)  # tot == 0 only where tp == 0 (the term is 0 either way)
-        prec = np.divide(tp, tot, dtype=np.float64)
-        num = np.einsum("ij,ij->i", dtp.astype(np.float64), prec)
-        np.divide(num, P, out=out[r0 : r0 + rows], where=P > 0)
+    fc = max(2, _FLOAT_CHUNK // max(m, 1))  # at least 2 rows: see _rowdot
+    r0 = 0
+    for S in R.chunks():
+        oc = S.ordered(lab.order, cache=share)
+        ws = S.ws
+        for c0 in range(0, S.b, fc):
+            C = oc.C[c0 : c0 + fc]
+            b = C.shape[0]
+            P = C[:, lab.npos]
+            if lab.distinct:  # each positive is its own block
+                tp, dtp = C[:, 1 : lab.npos + 1], oc.W[c0 : c0 + b, : lab.npos]
+            else:
+                tp = np.take(C, lab.tp_at, axis=1)
+                dtp = np.diff(tp, axis=1, prepend=0)
+            tot = ws.get((S.level, "ap.tot"), (b, m), C.dtype)
+            gather_cols(C, lab.fp_at, out=tot, index=lab.fp_at_t)  # C after the negatives scored as high ...
+            tot -= P[:, None]  # ... minus all positives = fp
+            tot += tp
+            np.maximum(tot, 1, out=tot)  # tot == 0 only where tp == 0 (the term is 0 either way)
+            prec = ws.get((S.level, "ap.prec"), (b, m), np.float64)
+            np.divide(tp, tot, out=prec)
+            dtpf = ws.get((S.level, "ap.dtp"), (b, m), np.float64)
+            np.copyto(dtpf, dtp)
+            np.divide(_rowdot(dtpf, prec), P, out=out[r0 : r0 + b], where=P > 0)
+            r0 += b
     return out
 
 
 def _evaluate(state: _APState, R: Any) -> np.ndarray:
     R = as_resamples(R)
-    per = np.stack([_evaluate_label(lab, R) for lab in state.labels], axis=1)  # (B, L)
+    share = len(state.labels) == 1  # per-label orders of a multi-label AP are not kept in the block cache
+    per = np.stack([_evaluate_label(lab, R, share=share) for lab in state.labels], axis=1)  # (B, L)
     if not state.multilabel:
         return per[:, 0]
     if state.average == "macro":
