@@ -14,14 +14,16 @@ same synthetic data (binary target, binary protected attribute, sigmoid scores, 
   ``bootstrap_many`` on shared resamples;
 * ``loop``: the per-resample loop of the CVPR 2021 code (``sklearn.metrics.average_precision_score``,
   ``recall_score`` per group, the BA formula in NumPy, ``np.histogram`` + ``scipy.ndimage.gaussian_filter``
-  for KL), run **on the same resamples** (the index vector of resample b is ``np.repeat(arange(n), W[b])``;
-  building it is timed as part of the loop, as drawing the indices is in the official code);
+  for KL), run **on the same resamples** (the count rows of ``resample_blocks(n, k, seed)``, the resamples
+  ``bootstrap`` draws; the index vector of resample b is ``np.repeat(arange(n), W[b])``; building it is
+  timed as part of the loop, as drawing the indices is in the official code);
 * ``fairlearn``: ``MetricFrame(..., n_boot=...)`` bootstrap of per-group TPR (DEO = its difference) at the
   sizes where it finishes in reasonable time.
 
 Loops that would take minutes run on the first ``--loop-resamples`` resamples and are extrapolated
 linearly to ``n_boot``; the JSON says which numbers are measured and which are extrapolated, and records
-the load average (ratios measured in one run are robust to load; absolute times are not).
+the load average and CPU seconds next to wall seconds (on one thread, CPU time is the fairer measure on a
+shared machine, though other jobs' cache pressure still inflates it).
 """
 
 from __future__ import annotations
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     import debiaskit
     from debiaskit.io import write_json
+    from debiaskit.metrics import _batched
 
     try:
         load = os.getloadavg()
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": {**{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
                     "torch": torch.get_num_threads()},
         "loadavg_at_start": load,
+        "engine": {"sub_block_entries": _batched.SUB_ELEMENTS,
+                   "note": "sub-blocks; one (class, score) order shared by AP, official KL, cell counts"},
         "seed": args.seed,
         "command": " ".join(["python", "benchmarks/metrics_speed.py", *(argv if argv is not None else sys.argv[1:])]),
         "results": [],

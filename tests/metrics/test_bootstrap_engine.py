@@ -75,7 +75,7 @@ def test_sample_order_is_a_stable_sort_by_major_then_decreasing_score():
     assert a.segment(0) == (0, 1) and a.segment(1) == (1, 3)
 
 
-@pytest.mark.parametrize("dtype,top", [(np.uint8, 9), (np.int64, 40_000)])
+@pytest.mark.parametrize("dtype,top", [(np.uint8, 9), (np.int64, 40_000), (np.uint16, 7), (np.float64, 2)])
 def test_ordered_counts_and_masked_cumsums(dtype, top):
     rng = np.random.default_rng(1)
     n = 50
@@ -150,8 +150,11 @@ def test_official_kl_histograms_in_both_layouts_equal_numpy():
     W[3] = 0
     W[3, np.flatnonzero((y == 1) & (g == 0))[0]] = 5  # one subset is a single value, the others empty
     st = score_kl.batched.prepare(y, s, sensitive_features=g, mode="official", reduction="none")
-    for lay in (st.official.shared, st.official.own):
-        h = _hists_in_order(lay, B.Resamples(W).ordered(lay.order))
+    for lay, build_C in ((st.official.shared, False), (st.official.shared, True), (st.official.own, True)):
+        oc = B.Resamples(W).ordered(lay.order)
+        if build_C:
+            oc.C  # noqa: B018 - group 0 is then read as all minus group 1 (shared layout)
+        h = _hists_in_order(lay, oc)
         for k, (cls, grp) in enumerate([(1, 0), (1, 1), (0, 0), (0, 1)]):
             idx = np.flatnonzero((y == cls) & (g == grp))
             np.testing.assert_array_equal(h[:, k], histogram_like_numpy(s[idx], W[:, idx]))
@@ -160,9 +163,11 @@ def test_official_kl_histograms_in_both_layouts_equal_numpy():
 def test_official_kl_alone_or_after_ap_gives_the_same_values():
     y, s, g, p = _data(2500, seed=5, ties=True)
     kw = {"sensitive_features": g, "mode": "official", "reduction": "none"}
-    alone = bootstrap(score_kl, y, s, n_boot=40, seed=3, **kw).values
+    alone = bootstrap(score_kl, y, s, n_boot=40, seed=3, **kw)
     many = bootstrap_many({"kl": (score_kl, (y, s), kw), "ap": (average_precision, (y, s), {})}, n_boot=40, seed=3)
-    np.testing.assert_array_equal(many["kl"].values, alone)
+    np.testing.assert_array_equal(many["kl"].values, alone.values)
+    np.testing.assert_array_equal(many["kl"].point, alone.point)  # the point value while AP's order is alive
+    np.testing.assert_array_equal(alone.point, score_kl(y, s, **kw))
 
 
 def test_values_do_not_depend_on_job_order_or_sub_block_size(monkeypatch):

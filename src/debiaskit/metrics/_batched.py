@@ -178,6 +178,9 @@ class _FreshArrays:
 _FRESH = _FreshArrays()
 
 
+_COUNT_DTYPES = {np.dtype(t) for t in (np.uint8, np.int16, np.int32, np.int64)}
+
+
 class Resamples:
     """A block of count vectors ``W`` (b, n) with per-block caches shared by all metrics evaluated on it.
 
@@ -198,6 +201,8 @@ class Resamples:
             W = W.astype(np.int64)
         elif W.dtype.kind == "b":
             W = W.astype(np.uint8)
+        elif W.dtype not in _COUNT_DTYPES:  # other integer types: what torch's gather and cumsum take
+            W = W.astype(np.int64)
         self.W = W
         self.b, self.n = W.shape
         self.ws: Workspace | _FreshArrays = ws if ws is not None else _FRESH
@@ -254,10 +259,14 @@ class Resamples:
         if self.b <= rows:
             yield self
             return
+        totals = self._cache.get("totals")
         for r0 in range(0, self.b, rows):
             r1 = min(self.b, r0 + rows)
-            yield Resamples(self.W[r0:r1], ws=self.ws if isinstance(self.ws, Workspace) else None,
-                            parent=self, rows=(r0, r1), level=self.level + ".sub")
+            S = Resamples(self.W[r0:r1], ws=self.ws if isinstance(self.ws, Workspace) else None,
+                          parent=self, rows=(r0, r1), level=self.level + ".sub")
+            if totals is not None:
+                S._cache["totals"] = totals[r0:r1]
+            yield S
 
     def chunks(self, max_entries: int | None = None) -> Iterator["Resamples"]:
         """Sub-blocks of about ``max_entries`` (default :data:`SUB_ELEMENTS`) count-matrix entries, for metrics
@@ -317,7 +326,8 @@ class SampleOrder:
     @staticmethod
     def key_of(major: np.ndarray, score: np.ndarray) -> str:
         """The :attr:`key` of the order of ``(major, score)`` (without sorting)."""
-        return _key("SampleOrder", _compact(np.asarray(major).reshape(-1)), np.asarray(score, dtype=np.float64).reshape(-1))
+        major = _compact(np.asarray(major).reshape(-1))
+        return _key("SampleOrder", major, np.asarray(score, dtype=np.float64).reshape(-1))
 
     @property
     def perm_t(self) -> torch.Tensor:
@@ -486,7 +496,7 @@ class CellIndex:
         whole = _runs(c, np.arange(self.n))
         if len(whole[0]) <= self.MAX_PIECES:
             plan = _PiecePlan(None, "", [(None, *whole)], self.n_cells)
-        else:
+        elif self.n_cells <= 2 * self.MATMUL_CELLS:  # a bit of the code (e.g. the group) as the mask
             for bit in range(max(1, int(self.n_cells - 1).bit_length())):
                 m = ((c >> bit) & 1).astype(np.uint8)
                 parts = [(v, *_runs(c, np.flatnonzero(m == v))) for v in (1, 0)]

@@ -91,7 +91,8 @@ def block_rows(n: int, n_boot: int) -> int:
 
 
 def _draw_counts(rng: np.random.Generator, W: np.ndarray, draw_rows: int) -> np.ndarray:
-    """Fill ``W`` ``(b, n)`` (uint8) with the count vectors of the next ``b`` resamples of ``rng``.
+    """Fill ``W`` ``(b, n)`` (uint8) with the count vectors of the next ``b`` resamples of ``rng`` (returns
+    ``W``, or an int32 copy in the overflow case below).
 
     The indices are drawn ``draw_rows`` rows per call of the generator (NumPy's bounded-integer stream does
     not depend on how the draws are split into calls) and counted row by row with ``torch.scatter_add_``
@@ -131,7 +132,9 @@ def _resample_blocks(n: int, n_boot: int, *, seed: int | np.random.Generator, ws
     while done < n_boot:
         b = min(rows, n_boot - done)
         buf = ws.get("blk.W", (b, n), np.uint8) if ws is not None else np.empty((b, n), dtype=np.uint8)
-        yield Resamples(_draw_counts(rng, buf, draw_rows), ws=ws)
+        R = Resamples(_draw_counts(rng, buf, draw_rows), ws=ws)
+        R._cache["totals"] = np.full(b, float(n))  # every multinomial resample has n draws (checked above)
+        yield R
         done += b
 
 

@@ -34,7 +34,15 @@ from typing import Any, Literal
 import numpy as np
 
 from debiaskit.errors import DebiaskitError
-from debiaskit.metrics._batched import CellIndex, OrderedCounts, SampleOrder, as_resamples, batched, mask_key, ones_weights
+from debiaskit.metrics._batched import (
+    CellIndex,
+    OrderedCounts,
+    SampleOrder,
+    as_resamples,
+    batched,
+    mask_key,
+    ones_weights,
+)
 from debiaskit.metrics._validation import ArrayLike, check_binary, check_groups, check_lengths, check_scores, group_name, warn
 
 __all__ = ["score_kl", "gaussian_smooth_like_scipy", "histogram_like_numpy", "N_BINS", "EPS"]
