@@ -78,8 +78,8 @@ F32_EXACT = 1 << 24
 
 #: count-matrix entries per sub-block (see :meth:`Resamples.chunks`): a sub-block's counts in score order
 #: (uint8) and the cumulative sums (int16 / int32) take a few bytes per entry and stay in the L2/L3 cache,
-#: while the per-call cost of NumPy is shared by enough entries (52 rows at 20,000 samples)
-SUB_ELEMENTS = 1 << 20
+#: while the per-call cost of NumPy is shared by enough entries (104 rows at 20,000 samples)
+SUB_ELEMENTS = 1 << 21
 
 
 @dataclass(frozen=True)
