@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -92,7 +93,7 @@ def resolve_threads(spec: str, name: str) -> tuple[int, str]:
 
 
 def time_case(name: str, *, device: torch.device, threads: int, steps: int, warmup: int, n_train: int,
-              batch: int = 256, amp: str = "none") -> dict[str, Any]:
+              batch: int = 256, amp: str = "none", impl: str = "auto") -> dict[str, Any]:
     from debiaskit.data.augment import make_batch_transform
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.experiments.hparams import resolve_hparams
@@ -108,7 +109,7 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     images = torch.randint(0, 256, (n_train, 3, 28, 28), generator=gen_cpu, dtype=torch.uint8).to(device)
     targets = targets.to(device)
     ctx = TrainContext(dataset="colored_mnist", num_classes=10, num_bias=10, in_shape=(3, 28, 28), n_train=n_train,
-                       train_targets=targets, train_bias=targets, device=device, generator=g)
+                       train_targets=targets, train_bias=targets, device=device, generator=g, optimizer_impl=impl)
     method = get_method(case["method"])(ctx, hp).to(device)
     transform = make_batch_transform({}, train=True)
     # the swap is on from update curr_step + 2 (DisEnt); start the clock well after that
@@ -133,9 +134,27 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     dt = (time.perf_counter() - t0) / steps
     cpu = (time.process_time() - c0) / steps
     return {"case": name, "method": case["method"], "model": hp["model"], "device": str(device), "threads": threads,
-            "amp": amp,
+            "amp": amp, "optimizer_impl": impl,
             "batch_size": batch, "steps_timed": steps, "ms_per_step": 1000 * dt, "images_per_s": batch / dt,
             "cpu_ms_per_step": 1000 * cpu}
+
+
+def summarise_repeats(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration: the median over its repeats (with the spread), in first-seen order."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in raw:
+        key = (r["load"], r["thread_spec"], r["amp"], r["optimizer_impl"], r["case"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for rs in groups.values():
+        ms = sorted(x["ms_per_step"] for x in rs)
+        cpu = sorted(x["cpu_ms_per_step"] for x in rs)
+        row = {k: v for k, v in rs[0].items() if k != "repeat"}
+        row.update(ms_per_step=statistics.median(ms), cpu_ms_per_step=statistics.median(cpu),
+                   images_per_s=row["batch_size"] / (statistics.median(ms) / 1000), n_repeats=len(rs),
+                   ms_per_step_range=[ms[0], ms[-1]])
+        out.append(row)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="default,1,2",
                     help="CPU thread counts to time (comma-separated; 'default' = the trainer's policy)")
     ap.add_argument("--amp", default="none", help="none,bf16: also time bfloat16 autocast (train.amp: bf16)")
+    ap.add_argument("--impl", default="auto",
+                    help="auto,for_loop,...: optimiser implementations to time (train.optimizer_impl)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="interleaved repeats of every configuration; the summary takes the median")
     ap.add_argument("--load", default="idle", help="idle,busy: also time with one competing busy process")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
@@ -161,24 +184,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --load takes idle and/or busy, got {args.load!r}", file=sys.stderr)
         return 2
     before = machine()
-    rows = []
+    raw = []
+    configs = [(t, a, i) for t in args.threads.split(",") if t for a in args.amp.split(",") if a
+               for i in args.impl.split(",") if i]
     for load in loads:
         competitor = start_competitor() if load == "busy" else None
         try:
-            for spec, amp in [(t, a) for t in args.threads.split(",") if t for a in args.amp.split(",") if a]:
-                for c in cases:
-                    threads, why = resolve_threads(spec, c)
-                    r = time_case(c, device=torch.device("cpu"), threads=threads, steps=args.steps,
-                                  warmup=args.warmup, n_train=args.n_train, amp=amp)
-                    r.update(load=load, thread_spec=spec, thread_reason=why)
-                    rows.append(r)
-                    print(f"cpu {load:4s} {spec:>7s}(x{threads}) {amp:4s} {c:16s} {r['ms_per_step']:8.2f} ms/step "
-                          f"{r['images_per_s']:9.0f} img/s (process CPU time {r['cpu_ms_per_step']:.2f} ms/step)",
-                          flush=True)
+            for rep in range(args.repeats):
+                for spec, amp, impl in configs:
+                    for c in cases:
+                        threads, why = resolve_threads(spec, c)
+                        r = time_case(c, device=torch.device("cpu"), threads=threads, steps=args.steps,
+                                      warmup=args.warmup, n_train=args.n_train, amp=amp, impl=impl)
+                        r.update(load=load, thread_spec=spec, thread_reason=why, repeat=rep)
+                        raw.append(r)
+                        print(f"cpu {load:4s} {spec:>7s}(x{threads}) {amp:4s} {impl:8s} {c:16s} "
+                              f"{r['ms_per_step']:8.2f} ms/step {r['images_per_s']:9.0f} img/s "
+                              f"(process CPU time {r['cpu_ms_per_step']:.2f} ms/step)", flush=True)
         finally:
             if competitor is not None:
                 competitor.kill()
                 competitor.wait()
+    rows = summarise_repeats(raw)
     if torch.cuda.is_available() and not args.no_gpu:
         for c in cases:
             r = time_case(c, device=torch.device("cuda"), threads=1, steps=args.steps, warmup=args.warmup,
@@ -188,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     policy = {}
     for load in loads:
         for c in cases:
-            mine = [r for r in rows if r["case"] == c and r.get("load") == load and r["amp"] == "none"]
+            mine = [r for r in rows if r["case"] == c and r.get("load") == load and r["amp"] == "none"
+                    and r["optimizer_impl"] == configs[0][2]]
             dflt = next((r for r in mine if r["thread_spec"] == "default"), None)
             if dflt and mine:
                 best = min(mine, key=lambda r: r["ms_per_step"])
@@ -197,14 +225,24 @@ def main(argv: list[str] | None = None) -> int:
                                          "default_over_best": dflt["ms_per_step"] / best["ms_per_step"]}
                 print(f"policy {c:16s} {load:4s} default x{dflt['threads']} {dflt['ms_per_step']:.2f} ms vs best "
                       f"x{best['threads']} {best['ms_per_step']:.2f} ms: {policy[f'{c}_{load}']['default_over_best']:.2f}x")
+    impl_ratios = {}
+    for r in rows:
+        if r["device"] == "cpu" and r["optimizer_impl"] != "auto":
+            auto = next((v for v in rows if v["device"] == "cpu" and v["optimizer_impl"] == "auto"
+                         and all(v[k] == r[k] for k in ("case", "load", "thread_spec", "amp"))), None)
+            if auto:
+                key = f"{r['case']}_{r['load']}_{r['thread_spec']}_{r['amp']}_{r['optimizer_impl']}_over_auto"
+                impl_ratios[key] = {"wall": r["ms_per_step"] / auto["ms_per_step"],
+                                    "cpu_time": r["cpu_ms_per_step"] / auto["cpu_ms_per_step"]}
+                print(f"impl {key}: wall {impl_ratios[key]['wall']:.2f}x cpu {impl_ratios[key]['cpu_time']:.2f}x")
     ratios = {}
     for r in rows:
         if r["case"] == "disent":
             van = next((v for v in rows if v["case"] == "vanilla" and v["device"] == r["device"]
                         and v["threads"] == r["threads"] and v.get("load") == r.get("load")
-                        and v["amp"] == r["amp"]), None)
+                        and v["amp"] == r["amp"] and v["optimizer_impl"] == r["optimizer_impl"]), None)
             if van:
-                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}_{r['amp']}"] = {
+                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}_{r['amp']}_{r['optimizer_impl']}"] = {
                     "wall": r["ms_per_step"] / van["ms_per_step"],
                     "cpu_time": r["cpu_ms_per_step"] / van["cpu_ms_per_step"]}
     from debiaskit import __version__
@@ -214,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "debiaskit_version": __version__,
         "what": "one training step at batch 256 on Colored-MNIST-shaped uint8 data (index + transform + update)",
         "machine": before, "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "results": rows, "disent_over_vanilla": ratios, "thread_policy": policy,
+        "results": rows, "repeats": raw if args.repeats > 1 else None, "disent_over_vanilla": ratios,
+        "optimizer_impl_over_auto": impl_ratios, "thread_policy": policy,
         "targets": {"disent_ms_per_step_1_core": 12.5, "lff_ms_per_step_1_core": 13.5,
                     "default_over_best_max": 1.2},
         "command": "python benchmarks/train_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),

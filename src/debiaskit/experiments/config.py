@@ -26,6 +26,7 @@ from debiaskit.data.registry import dataset_options
 from debiaskit.errors import DebiaskitError
 from debiaskit.experiments.hparams import resolve_hparams
 from debiaskit.experiments.validation import Rule, check_number, looks_like_number, validate_numbers
+from debiaskit.methods.optimizers import OPTIMIZER_IMPLS
 from debiaskit.methods.registry import get_method
 
 TOP_LEVEL = ("seed", "hparams_seed", "device", "dataset", "method", "hparams", "train")
@@ -44,6 +45,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "data_on_device": True,  # keep uint8 images on the accelerator when there is one
     "amp": "none",  # none | bf16: autocast the update and evaluation in bfloat16 (CPU or GPU)
     "channels_last": False,  # NHWC memory format for conv models
+    "optimizer_impl": "auto",  # auto | fused | foreach | for_loop: PyTorch optimiser implementation (rounding only)
     "progress": True,  # progress bar on a terminal, else a plain line every log_every seconds
     "log_every": 30,  # seconds between plain progress lines when stderr is not a terminal
     "threads": "auto",  # intra-op threads: auto (see debiaskit.threads) or a positive integer
@@ -189,6 +191,9 @@ def _validate_numbers(cfg: dict[str, Any]) -> None:
     _positive_int("train.eval_batch_size", tr["eval_batch_size"])
     if tr["amp"] not in ("none", "bf16"):
         raise DebiaskitError(f"train.amp must be none or bf16, got {tr['amp']!r}")
+    if tr["optimizer_impl"] not in OPTIMIZER_IMPLS:
+        raise DebiaskitError(f"train.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, "
+                             f"got {tr['optimizer_impl']!r}")
     if tr["nan_policy"] not in NAN_POLICIES:
         raise DebiaskitError(f"train.nan_policy must be {' or '.join(NAN_POLICIES)}, got {tr['nan_policy']!r}")
     tr["nan_max_skips"] = check_number("train.nan_max_skips", tr["nan_max_skips"],

@@ -39,6 +39,7 @@ import torch.nn as nn
 
 from debiaskit.data.base import DatasetSplits
 from debiaskit.errors import DebiaskitError
+from debiaskit.methods.optimizers import build_optimizer
 from debiaskit.methods.space import Distribution
 from debiaskit.models import create_model
 
@@ -59,6 +60,7 @@ class TrainContext:
     multilabel: bool = False
     dataset_info: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False  # performance option: models and batches in NHWC memory format
+    optimizer_impl: str = "auto"  # performance option: PyTorch optimiser implementation (methods/optimizers.py)
 
 
 @dataclass
@@ -141,15 +143,9 @@ class Method(nn.Module):
 
     def make_optimizer(self, params: Any, *, lr: float | None = None) -> torch.optim.Optimizer:
         hp = self.hparams
-        lr = hp["lr"] if lr is None else lr
-        name = hp["optimizer"]
-        if name == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=hp["weight_decay"])
-        if name == "adamw":
-            return torch.optim.AdamW(params, lr=lr, weight_decay=hp["weight_decay"])
-        if name == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=hp["momentum"], weight_decay=hp["weight_decay"])
-        raise DebiaskitError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
+        return build_optimizer(hp["optimizer"], params, lr=hp["lr"] if lr is None else lr,
+                               weight_decay=hp["weight_decay"], momentum=hp["momentum"],
+                               impl=self.ctx.optimizer_impl)
 
     def make_scheduler(self, opt: torch.optim.Optimizer) -> Any | None:
         """The run's LR schedule (``lr_schedule`` = none | step | cosine), stepped once per update."""

@@ -47,6 +47,7 @@ from debiaskit.runkey import canonical_config, run_key
 from debiaskit.io import append_jsonl, read_jsonl, to_json, write_json, write_text, write_yaml
 from debiaskit.lock import RunLock, RunLockedError, describe_owner, wait_until_free
 from debiaskit.methods.base import Batch, Method, TrainContext
+from debiaskit.methods.optimizers import load_optimizer_state, optimizer_impl
 from debiaskit.methods.registry import get_method
 from debiaskit.threads import apply_threads, choose_threads
 from debiaskit.train.averaging import WeightAverage
@@ -213,7 +214,7 @@ class NonFiniteGuard:
         params, opts = self._saved
         self.method.load_state_dict(params)
         for k, o in self.method.optimizers.items():
-            o.load_state_dict(opts[k])
+            load_optimizer_state(o, opts[k])
         self._saved = None
 
     def _bad_gradient(self) -> str:
@@ -325,6 +326,7 @@ def build_method(cfg: dict[str, Any], splits: DatasetSplits, device: torch.devic
         multilabel=train.multilabel,
         dataset_info=dict(train.info),
         channels_last=channels_last,
+        optimizer_impl=str(cfg["train"].get("optimizer_impl", "auto")),
     )
     return get_method(cfg["method"])(ctx, cfg["hparams"]).to(device)
 
@@ -525,7 +527,7 @@ def _train_locked(
     if ckpt is not None:
         method.load_state_dict(ckpt["method"])
         for k, o in method.optimizers.items():
-            o.load_state_dict(ckpt["optimizers"][k])
+            load_optimizer_state(o, ckpt["optimizers"][k])
         for k, s in method.schedulers.items():
             s.load_state_dict(ckpt["schedulers"][k])
         sampler.load_state_dict(ckpt["sampler"])
@@ -764,6 +766,7 @@ def build_result(
         "steps_per_s": steps_per_s,
         "device": str(device),
         "threads": threads,
+        "optimizer_impl": {k: optimizer_impl(o) for k, o in method.optimizers.items()},
         "torch_version": torch.__version__,
         "peak_memory_mb": _peak_memory_mb(device),
         "config": stored_config(cfg),
