@@ -98,6 +98,7 @@ def build_tables(records: Path, out_dir: Path, runs: list | None = None) -> dict
     have = load_runs([records]) if records.is_dir() else []
     ours: dict[str, Any] = {}
     times: dict[str, dict[float, list[float]]] = {m: {} for m in METHODS}
+    impls: dict[str, int] = {}
     if have:
         for w in WEIGHTS:
             ours[w] = _cells(collect([records], selection=list(RULES), weights=w))
@@ -105,6 +106,9 @@ def build_tables(records: Path, out_dir: Path, runs: list | None = None) -> dict
             r = run.result
             ratio = min(RATIOS, key=lambda x: abs(x - float(r["dataset_options"]["ratio"])))
             times[r["method"]].setdefault(ratio, []).append(float(r["wall_time_s"]))
+            # records written before train.optimizer_impl existed ran PyTorch's per-tensor loop on CPU
+            used = sorted(set((r.get("optimizer_impl") or {}).values())) or ["for_loop"]
+            impls["/".join(used)] = impls.get("/".join(used), 0) + 1
     walls = {m: {r: sum(v) / len(v) for r, v in d.items()} for m, d in times.items()}
     head = "| method | selection | labels consumed | " + " | ".join(f"{100 * r:g} %" for r in RATIOS) + " |"
     sep = "|---|---|---|" + "---|" * len(RATIOS)
@@ -156,6 +160,9 @@ def build_tables(records: Path, out_dir: Path, runs: list | None = None) -> dict
                           for m in METHODS if walls[m])
     lines += [f"Mean wall time per run (s, on a shared 2-core machine): {wall_text}" if wall_text
               else "No finished runs yet.", ""]
+    if impls:
+        lines += ["Optimiser implementation (`train.optimizer_impl`; rounding-level differences only, docs/performance.md): "
+                  + ", ".join(f"{k} {v} runs" for k, v in sorted(impls.items())) + ".", ""]
     # gap of the best honest rule to the paper and to our oracle (DisEnt)
     gaps = []
     for r in RATIOS:
@@ -215,6 +222,7 @@ def build_tables(records: Path, out_dir: Path, runs: list | None = None) -> dict
         "ours": {w: {m: {rule: {str(r): v for r, v in d.items()} for rule, d in rules.items()}
                      for m, rules in per.items()} for w, per in ours.items()},
         "wall_time_s_mean": {m: {str(r): v for r, v in walls[m].items()} for m in METHODS},
+        "optimizer_impl_runs": impls,
         "disent_gaps": gaps,
         "published": [{**p, "values": {str(r): {"mean": v[0], "std": v[1]} for r, v in p["values"].items()}}
                       for p in PUBLISHED],
