@@ -31,7 +31,8 @@ pieces are skipped on re-run.
                                                                    # refuses the augmentation and says so)
     python benchmarks/latent_aug_cmnist.py --rho 0.95              # one correlation
     python benchmarks/latent_aug_cmnist.py                         # ρ = 0.9, 0.95, 0.99
-    python benchmarks/latent_aug_cmnist.py --stage report          # rebuild json/md from finished runs
+    python benchmarks/latent_aug_cmnist.py --rho 0.9,0.95,0.99     # again: skips every finished piece and
+                                                                   # rebuilds json/md
 """
 
 from __future__ import annotations
