@@ -93,8 +93,9 @@ def resolve_threads(spec: str, name: str) -> tuple[int, str]:
 
 
 def time_case(name: str, *, device: torch.device, threads: int, steps: int, warmup: int, n_train: int,
-              batch: int = 256, amp: str = "none", impl: str = "auto") -> dict[str, Any]:
-    from debiaskit.data.augment import make_batch_transform
+              batch: int = 256, amp: str = "none", impl: str = "auto", float_cache: str = "auto") -> dict[str, Any]:
+    from debiaskit.data.augment import make_batch_transform, prescale_images
+    from debiaskit.train.trainer import use_float_cache
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.experiments.hparams import resolve_hparams
     from debiaskit.methods.registry import get_method
@@ -111,7 +112,10 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     ctx = TrainContext(dataset="colored_mnist", num_classes=10, num_bias=10, in_shape=(3, 28, 28), n_train=n_train,
                        train_targets=targets, train_bias=targets, device=device, generator=g, optimizer_impl=impl)
     method = get_method(case["method"])(ctx, hp).to(device)
-    transform = make_batch_transform({}, train=True)
+    cached = use_float_cache(float_cache, images)  # what the trainer does (train.float_cache)
+    if cached:
+        images = prescale_images(images)
+    transform = make_batch_transform({}, train=True, prescaled=cached)
     # the swap is on from update curr_step + 2 (DisEnt); start the clock well after that
     first = int(hp.get("curr_step", 0)) + 2
 
@@ -134,7 +138,7 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     dt = (time.perf_counter() - t0) / steps
     cpu = (time.process_time() - c0) / steps
     return {"case": name, "method": case["method"], "model": hp["model"], "device": str(device), "threads": threads,
-            "amp": amp, "optimizer_impl": impl,
+            "amp": amp, "optimizer_impl": impl, "float_cache": float_cache, "float_cache_used": cached,
             "batch_size": batch, "steps_timed": steps, "ms_per_step": 1000 * dt, "images_per_s": batch / dt,
             "cpu_ms_per_step": 1000 * cpu}
 
@@ -143,7 +147,7 @@ def summarise_repeats(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration: the median over its repeats (with the spread), in first-seen order."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in raw:
-        key = (r["load"], r["thread_spec"], r["amp"], r["optimizer_impl"], r["case"])
+        key = (r["load"], r["thread_spec"], r["amp"], r["optimizer_impl"], r["float_cache"], r["case"])
         groups.setdefault(key, []).append(r)
     out = []
     for rs in groups.values():
@@ -164,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--amp", default="none", help="none,bf16: also time bfloat16 autocast (train.amp: bf16)")
     ap.add_argument("--impl", default="auto",
                     help="auto,for_loop,...: optimiser implementations to time (train.optimizer_impl)")
+    ap.add_argument("--float-cache", default="auto",
+                    help="auto,off,...: the trainer's float32 image copy (train.float_cache) to time")
     ap.add_argument("--repeats", type=int, default=1,
                     help="interleaved repeats of every configuration; the summary takes the median")
     ap.add_argument("--load", default="idle", help="idle,busy: also time with one competing busy process")
@@ -185,20 +191,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     before = machine()
     raw = []
-    configs = [(t, a, i) for t in args.threads.split(",") if t for a in args.amp.split(",") if a
-               for i in args.impl.split(",") if i]
+    configs = [(t, a, i, fc) for t in args.threads.split(",") if t for a in args.amp.split(",") if a
+               for i in args.impl.split(",") if i for fc in args.float_cache.split(",") if fc]
     for load in loads:
         competitor = start_competitor() if load == "busy" else None
         try:
             for rep in range(args.repeats):
-                for spec, amp, impl in configs:
+                for spec, amp, impl, fc in configs:
                     for c in cases:
                         threads, why = resolve_threads(spec, c)
                         r = time_case(c, device=torch.device("cpu"), threads=threads, steps=args.steps,
-                                      warmup=args.warmup, n_train=args.n_train, amp=amp, impl=impl)
+                                      warmup=args.warmup, n_train=args.n_train, amp=amp, impl=impl,
+                                      float_cache=fc)
                         r.update(load=load, thread_spec=spec, thread_reason=why, repeat=rep)
                         raw.append(r)
-                        print(f"cpu {load:4s} {spec:>7s}(x{threads}) {amp:4s} {impl:8s} {c:16s} "
+                        print(f"cpu {load:4s} {spec:>7s}(x{threads}) {amp:4s} {impl:8s} cache={fc:4s} {c:16s} "
                               f"{r['ms_per_step']:8.2f} ms/step {r['images_per_s']:9.0f} img/s "
                               f"(process CPU time {r['cpu_ms_per_step']:.2f} ms/step)", flush=True)
         finally:
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     for load in loads:
         for c in cases:
             mine = [r for r in rows if r["case"] == c and r.get("load") == load and r["amp"] == "none"
-                    and r["optimizer_impl"] == configs[0][2]]
+                    and r["optimizer_impl"] == configs[0][2] and r["float_cache"] == configs[0][3]]
             dflt = next((r for r in mine if r["thread_spec"] == "default"), None)
             if dflt and mine:
                 best = min(mine, key=lambda r: r["ms_per_step"])
@@ -227,11 +234,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"x{best['threads']} {best['ms_per_step']:.2f} ms: {policy[f'{c}_{load}']['default_over_best']:.2f}x")
     impl_ratios = {}
     for r in rows:
-        if r["device"] == "cpu" and r["optimizer_impl"] != "auto":
-            auto = next((v for v in rows if v["device"] == "cpu" and v["optimizer_impl"] == "auto"
-                         and all(v[k] == r[k] for k in ("case", "load", "thread_spec", "amp"))), None)
+        if r["device"] != "cpu":
+            continue
+        for field in ("optimizer_impl", "float_cache"):
+            if r[field] == "auto":
+                continue
+            auto = next((v for v in rows if v["device"] == "cpu" and v[field] == "auto"
+                         and all(v[k] == r[k] for k in ("case", "load", "thread_spec", "amp", "optimizer_impl",
+                                                         "float_cache") if k != field)), None)
             if auto:
-                key = f"{r['case']}_{r['load']}_{r['thread_spec']}_{r['amp']}_{r['optimizer_impl']}_over_auto"
+                key = f"{r['case']}_{r['load']}_{r['thread_spec']}_{r['amp']}_{field}={r[field]}_over_auto"
                 impl_ratios[key] = {"wall": r["ms_per_step"] / auto["ms_per_step"],
                                     "cpu_time": r["cpu_ms_per_step"] / auto["cpu_ms_per_step"]}
                 print(f"impl {key}: wall {impl_ratios[key]['wall']:.2f}x cpu {impl_ratios[key]['cpu_time']:.2f}x")
@@ -240,9 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         if r["case"] == "disent":
             van = next((v for v in rows if v["case"] == "vanilla" and v["device"] == r["device"]
                         and v["threads"] == r["threads"] and v.get("load") == r.get("load")
-                        and v["amp"] == r["amp"] and v["optimizer_impl"] == r["optimizer_impl"]), None)
+                        and v["amp"] == r["amp"] and v["optimizer_impl"] == r["optimizer_impl"]
+                        and v["float_cache"] == r["float_cache"]), None)
             if van:
-                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}_{r['amp']}_{r['optimizer_impl']}"] = {
+                ratios[f"{r['device']}_x{r['threads']}_{r.get('load', 'idle')}_{r['amp']}_{r['optimizer_impl']}_cache={r['float_cache']}"] = {
                     "wall": r["ms_per_step"] / van["ms_per_step"],
                     "cpu_time": r["cpu_ms_per_step"] / van["cpu_ms_per_step"]}
     from debiaskit import __version__

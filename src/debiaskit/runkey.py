@@ -4,7 +4,7 @@
 with the options that change neither what is trained nor its numbers removed:
 
 * display and performance options: ``train.progress``, ``train.threads``, ``train.eval_batch_size``,
-  ``train.data_on_device``, ``train.log_every``, dataset ``progress`` / ``num_workers`` / ``workers`` /
+  ``train.data_on_device``, ``train.float_cache``, ``train.log_every``, dataset ``progress`` / ``num_workers`` / ``workers`` /
   ``use_cache``;
 * ``train.optimizer_impl`` (PyTorch's fused / foreach / for-loop optimiser): like the thread count or the
   CPU kind, it changes floating-point rounding only, never the algorithm; ``result.json`` says which ran;
@@ -32,7 +32,7 @@ __all__ = ["NON_KEY_TRAIN", "OMIT_AT_DEFAULT", "canonical_config", "group_key", 
 
 #: train options that only change speed or display (or, ``nan_max_skips``, only whether a run gives up)
 NON_KEY_TRAIN = frozenset({"progress", "threads", "eval_batch_size", "data_on_device", "log_every", "nan_max_skips",
-                           "optimizer_impl"})
+                           "optimizer_impl", "float_cache"})
 #: dataset options that only change speed or display
 NON_KEY_DATASET = frozenset({"progress", "num_workers", "workers", "use_cache"})
 #: dataset options that locate data whose content the loader verifies

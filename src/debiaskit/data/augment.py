@@ -49,8 +49,14 @@ def random_crop_flip(
     return x.contiguous()
 
 
-def make_batch_transform(info: dict[str, Any], *, train: bool) -> BatchTransform:
-    """Build the uint8 → float transform described by a dataset's ``info``."""
+def make_batch_transform(info: dict[str, Any], *, train: bool, prescaled: bool = False) -> BatchTransform:
+    """Build the uint8 → float transform described by a dataset's ``info``.
+
+    ``prescaled=True``: the batches are float32 images already scaled to [0, 1] by ``x.float() / 255`` (the
+    trainer's in-memory float copy, :func:`prescale_images`); the transform skips the scaling and the
+    defensive copy and is otherwise the same, so it produces bit-identical inputs (crop, flip and scaling are
+    elementwise or pure indexing and commute).
+    """
     aug = dict(info.get("train_augment") or {}) if train else {}
     norm = info.get("normalize")
     padding = int(aug.get("padding", 0))
@@ -59,8 +65,11 @@ def make_batch_transform(info: dict[str, Any], *, train: bool) -> BatchTransform
     def transform(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if padding or flip:
             x = random_crop_flip(x, padding=padding, flip=flip, generator=generator)
-        # uint8 images are scaled to [0, 1]; float images (user datasets, debiaskit.fit) are model inputs already
-        out = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
+        if prescaled:
+            out = x  # a fresh float32 batch (index_select or the crop/flip above made it)
+        else:
+            # uint8 images are scaled to [0, 1]; float images (user datasets, debiaskit.fit) are model inputs already
+            out = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
         if norm:
             mean = torch.tensor(norm["mean"], device=out.device, dtype=out.dtype).view(1, -1, 1, 1)
             std = torch.tensor(norm["std"], device=out.device, dtype=out.dtype).view(1, -1, 1, 1)
@@ -68,3 +77,12 @@ def make_batch_transform(info: dict[str, Any], *, train: bool) -> BatchTransform
         return out
 
     return transform
+
+
+#: largest float32 copy of the training images the trainer keeps in memory (``train.float_cache: auto``)
+FLOAT_CACHE_MAX_BYTES = 1 << 30
+
+
+def prescale_images(images: torch.Tensor) -> torch.Tensor:
+    """The float32 copy of uint8 images scaled to [0, 1], computed once, exactly as the transform does per batch."""
+    return images.float().div_(255.0)

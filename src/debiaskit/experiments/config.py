@@ -45,6 +45,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "data_on_device": True,  # keep uint8 images on the accelerator when there is one
     "amp": "none",  # none | bf16: autocast the update and evaluation in bfloat16 (CPU or GPU)
     "channels_last": False,  # NHWC memory format for conv models
+    "float_cache": "auto",  # auto | on | off: keep a float32 copy of uint8 training images (exact; CPU speed)
     "optimizer_impl": "auto",  # auto | fused | foreach | for_loop: PyTorch optimiser implementation (rounding only)
     "progress": True,  # progress bar on a terminal, else a plain line every log_every seconds
     "log_every": 30,  # seconds between plain progress lines when stderr is not a terminal
@@ -191,6 +192,10 @@ def _validate_numbers(cfg: dict[str, Any]) -> None:
     _positive_int("train.eval_batch_size", tr["eval_batch_size"])
     if tr["amp"] not in ("none", "bf16"):
         raise DebiaskitError(f"train.amp must be none or bf16, got {tr['amp']!r}")
+    if isinstance(tr["float_cache"], bool):  # YAML 1.1 reads a bare on / off as a boolean
+        tr["float_cache"] = "on" if tr["float_cache"] else "off"
+    if tr["float_cache"] not in ("auto", "on", "off"):
+        raise DebiaskitError(f"train.float_cache must be auto, on or off, got {tr['float_cache']!r}")
     if tr["optimizer_impl"] not in OPTIMIZER_IMPLS:
         raise DebiaskitError(f"train.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, "
                              f"got {tr['optimizer_impl']!r}")

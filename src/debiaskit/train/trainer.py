@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from debiaskit import __version__
-from debiaskit.data.augment import make_batch_transform
+from debiaskit.data.augment import FLOAT_CACHE_MAX_BYTES, make_batch_transform, prescale_images
 from debiaskit.data.base import DatasetSplits
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
@@ -506,8 +506,11 @@ def _train_locked(
     train = splits["train"]
     images_device, index_device = data_devices(device, tr["data_on_device"])
     images = train.images.to(images_device)
+    float_cache = use_float_cache(str(tr.get("float_cache", "auto")), images)
+    if float_cache:
+        images = prescale_images(images)
     targets, bias = train.targets.to(device), train.bias.to(device)
-    transform = make_batch_transform(train.info, train=True)
+    transform = make_batch_transform(train.info, train=True, prescaled=float_cache)
     # indices are drawn where the run's generator lives (a CUDA generator cannot draw a CPU permutation)
     sampler = EpochSampler(len(train), hp["batch_size"], generator=generator, device=index_device)
     tracker = SelectionTracker(rules)
@@ -693,8 +696,25 @@ def _train_locked(
                           device=device, threads=threads.as_dict())
     if nan_policy == "skip":
         result["skipped_steps"] = guard.skipped_total
+    result["float_cache"] = float_cache
     write_json(out_dir / "result.json", result)
     return RunResult(out_dir, result, resumed_from=start_step)
+
+
+def use_float_cache(mode: str, images: torch.Tensor) -> bool:
+    """Whether the trainer keeps a float32 copy of the training images (``train.float_cache``).
+
+    Indexing a float32 copy made once replaces the per-batch uint8 → float conversion (bit-identical inputs;
+    about 1 ms of a 10-20 ms Colored MNIST step on one CPU core, ``docs/performance.md``). ``auto``: uint8
+    images in CPU memory whose float copy fits in :data:`~debiaskit.data.augment.FLOAT_CACHE_MAX_BYTES` (on a GPU
+    the uint8 batch is converted there cheaply and device memory is worth more); ``on``: any uint8 images;
+    ``off``: never.
+    """
+    if mode == "off" or images.dtype != torch.uint8:
+        return False
+    if mode == "on":
+        return True
+    return images.device.type == "cpu" and images.numel() * 4 <= FLOAT_CACHE_MAX_BYTES
 
 
 def _fmt_secs(s: float) -> str:
