@@ -112,7 +112,7 @@ def time_case(name: str, *, device: torch.device, threads: int, steps: int, warm
     ctx = TrainContext(dataset="colored_mnist", num_classes=10, num_bias=10, in_shape=(3, 28, 28), n_train=n_train,
                        train_targets=targets, train_bias=targets, device=device, generator=g, optimizer_impl=impl)
     method = get_method(case["method"])(ctx, hp).to(device)
-    cached = use_float_cache(float_cache, images)  # what the trainer does (train.float_cache)
+    cached = use_float_cache(float_cache, images, device)  # what the trainer does (train.float_cache)
     if cached:
         images = prescale_images(images)
     transform = make_batch_transform({}, train=True, prescaled=cached)

@@ -64,6 +64,9 @@ def test_prescaled_transform_matches_the_uint8_transform():
 def test_auto_policy(monkeypatch):
     small = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
     assert use_float_cache("auto", small) is True
+    assert use_float_cache("auto", small, torch.device("cpu")) is True
+    # training on a GPU from CPU-resident images: the uint8 batch crosses the bus and is converted there
+    assert use_float_cache("auto", small, torch.device("cuda")) is False
     assert use_float_cache("off", small) is False
     assert use_float_cache("auto", small.float()) is False  # float user data is used as it is
     monkeypatch.setattr(trainer, "FLOAT_CACHE_MAX_BYTES", small.numel() * 4 - 1)

@@ -506,7 +506,7 @@ def _train_locked(
     train = splits["train"]
     images_device, index_device = data_devices(device, tr["data_on_device"])
     images = train.images.to(images_device)
-    float_cache = use_float_cache(str(tr.get("float_cache", "auto")), images)
+    float_cache = use_float_cache(str(tr.get("float_cache", "auto")), images, device)
     if float_cache:
         images = prescale_images(images)
     targets, bias = train.targets.to(device), train.bias.to(device)
@@ -701,20 +701,21 @@ def _train_locked(
     return RunResult(out_dir, result, resumed_from=start_step)
 
 
-def use_float_cache(mode: str, images: torch.Tensor) -> bool:
+def use_float_cache(mode: str, images: torch.Tensor, device: torch.device | None = None) -> bool:
     """Whether the trainer keeps a float32 copy of the training images (``train.float_cache``).
 
     Indexing a float32 copy made once replaces the per-batch uint8 → float conversion (bit-identical inputs;
     about 1 ms of a 10-20 ms Colored MNIST step on one CPU core, ``docs/performance.md``). ``auto``: uint8
     images in CPU memory whose float copy fits in :data:`~debiaskit.data.augment.FLOAT_CACHE_MAX_BYTES` (on a GPU
-    the uint8 batch is converted there cheaply and device memory is worth more); ``on``: any uint8 images;
-    ``off``: never.
+    the uint8 batch is converted there cheaply, device memory is worth more, and a float batch would cross
+    the bus at four times the bytes), training on CPU (``device``); ``on``: any uint8 images; ``off``: never.
     """
     if mode == "off" or images.dtype != torch.uint8:
         return False
     if mode == "on":
         return True
-    return images.device.type == "cpu" and images.numel() * 4 <= FLOAT_CACHE_MAX_BYTES
+    on_cpu = images.device.type == "cpu" and (device is None or torch.device(device).type == "cpu")
+    return on_cpu and images.numel() * 4 <= FLOAT_CACHE_MAX_BYTES
 
 
 def _fmt_secs(s: float) -> str:
