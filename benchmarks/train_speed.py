@@ -94,8 +94,7 @@ def resolve_threads(spec: str, name: str) -> tuple[int, str]:
 
 def time_case(name: str, *, device: torch.device, threads: int, steps: int, warmup: int, n_train: int,
               batch: int = 256, amp: str = "none", impl: str = "auto", float_cache: str = "auto") -> dict[str, Any]:
-    from debiaskit.data.augment import make_batch_transform, prescale_images
-    from debiaskit.train.trainer import use_float_cache
+    from debiaskit.data.augment import make_batch_transform, prescale_images, use_float_cache
     from debiaskit.methods.base import Batch, TrainContext
     from debiaskit.experiments.hparams import resolve_hparams
     from debiaskit.methods.registry import get_method

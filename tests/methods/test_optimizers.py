@@ -88,7 +88,7 @@ def test_loading_another_implementations_state_keeps_ours():
     assert optimizer_impl(plain) == "for_loop"
 
 
-def test_config_validation_and_run_key(small_cmnist, tiny_config):
+def test_config_validation_and_run_key(tiny_config):
     base = tiny_config()
     for impl in ("fused", "for_loop", "foreach"):
         cfg = tiny_config(train={"optimizer_impl": impl})

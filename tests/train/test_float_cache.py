@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from debiaskit.data import augment
-from debiaskit.data.augment import make_batch_transform, prescale_images
+from debiaskit.data.augment import make_batch_transform, prescale_images, use_float_cache
 from debiaskit.data.base import DatasetSplits
 from debiaskit.errors import DebiaskitError
 from debiaskit.runkey import run_key
-from debiaskit.train import trainer
-from debiaskit.train.trainer import run_training, use_float_cache
+from debiaskit.train.trainer import run_training
 
 
 def _weights(path):
@@ -62,6 +61,7 @@ def test_prescaled_transform_matches_the_uint8_transform():
 
 
 def test_auto_policy(monkeypatch):
+    assert augment.FLOAT_CACHE_MAX_BYTES == 1 << 30
     small = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
     assert use_float_cache("auto", small) is True
     assert use_float_cache("auto", small, torch.device("cpu")) is True
@@ -69,10 +69,9 @@ def test_auto_policy(monkeypatch):
     assert use_float_cache("auto", small, torch.device("cuda")) is False
     assert use_float_cache("off", small) is False
     assert use_float_cache("auto", small.float()) is False  # float user data is used as it is
-    monkeypatch.setattr(trainer, "FLOAT_CACHE_MAX_BYTES", small.numel() * 4 - 1)
+    monkeypatch.setattr(augment, "FLOAT_CACHE_MAX_BYTES", small.numel() * 4 - 1)
     assert use_float_cache("auto", small) is False  # too large a copy for auto
     assert use_float_cache("on", small) is True
-    assert augment.FLOAT_CACHE_MAX_BYTES == 1 << 30
 
 
 def test_config_values(tiny_config):

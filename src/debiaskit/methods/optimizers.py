@@ -5,8 +5,8 @@ PyTorch has three implementations of Adam, AdamW and SGD: the per-tensor ``for_l
 whole update, on CPU and CUDA). They run the same algorithm and differ only in floating-point rounding
 (after 50 Adam steps on the LfF Colored MNIST MLP the weights of ``fused`` and ``for_loop`` differ by at most
 3e-8), like a different thread count or CPU kind; ``foreach`` and ``for_loop`` are bit-identical on CPU. The
-fused kernel is much faster on small models: on one Xeon core it cut the Colored MNIST training step by
-19-25 % (vanilla 13.0 → 10.8 ms, LfF 25.5 → 21.1, DisEnt 27.7 → 20.9; ``docs/performance.md``).
+fused kernel is faster on small models: on one quiet Xeon core it cut the Colored MNIST training step by
+13-18 % (vanilla 10.7 → 8.7 ms, LfF 23.3 → 20.3, DisEnt 24.5 → 20.2; ``docs/performance.md``).
 
 ``auto`` (the default) takes ``fused`` where the kernel supports the parameters (floating point, on CPU or
 CUDA) and otherwise PyTorch's own default. The implementation that was used is written to ``result.json``
@@ -27,8 +27,10 @@ __all__ = ["OPTIMIZER_IMPLS", "OPTIMIZERS", "build_optimizer", "load_optimizer_s
 
 #: values of ``train.optimizer_impl``
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for_loop")
+_CLASSES: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                                                    "sgd": torch.optim.SGD}
 #: values of the ``optimizer`` hyper-parameter
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = tuple(_CLASSES)
 
 _FLAGS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
 
@@ -39,13 +41,8 @@ def _fusable(params: list[torch.Tensor]) -> bool:
 
 def _construct(name: str, params: list[Any], flags: dict[str, bool], *, lr: float, weight_decay: float,
                momentum: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **flags)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **flags)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **flags)
-    raise DebiaskitError(f"unknown optimizer {name!r}; choose {', '.join(OPTIMIZERS)}")
+    extra = {"momentum": momentum} if name == "sgd" else {}
+    return _CLASSES[name](params, lr=lr, weight_decay=weight_decay, **extra, **flags)
 
 
 def build_optimizer(name: str, params: Iterable[Any], *, lr: float, weight_decay: float = 0.0, momentum: float = 0.0,

@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from debiaskit import __version__
-from debiaskit.data.augment import FLOAT_CACHE_MAX_BYTES, make_batch_transform, prescale_images
+from debiaskit.data.augment import make_batch_transform, prescale_images, use_float_cache
 from debiaskit.data.base import DatasetSplits
 from debiaskit.data.registry import get_splits
 from debiaskit.errors import DebiaskitError
@@ -699,23 +699,6 @@ def _train_locked(
     result["float_cache"] = float_cache
     write_json(out_dir / "result.json", result)
     return RunResult(out_dir, result, resumed_from=start_step)
-
-
-def use_float_cache(mode: str, images: torch.Tensor, device: torch.device | None = None) -> bool:
-    """Whether the trainer keeps a float32 copy of the training images (``train.float_cache``).
-
-    Indexing a float32 copy made once replaces the per-batch uint8 → float conversion (bit-identical inputs;
-    about 1 ms of a 10-20 ms Colored MNIST step on one CPU core, ``docs/performance.md``). ``auto``: uint8
-    images in CPU memory whose float copy fits in :data:`~debiaskit.data.augment.FLOAT_CACHE_MAX_BYTES` (on a GPU
-    the uint8 batch is converted there cheaply, device memory is worth more, and a float batch would cross
-    the bus at four times the bytes), training on CPU (``device``); ``on``: any uint8 images; ``off``: never.
-    """
-    if mode == "off" or images.dtype != torch.uint8:
-        return False
-    if mode == "on":
-        return True
-    on_cpu = images.device.type == "cpu" and (device is None or torch.device(device).type == "cpu")
-    return on_cpu and images.numel() * 4 <= FLOAT_CACHE_MAX_BYTES
 
 
 def _fmt_secs(s: float) -> str:
