@@ -77,6 +77,12 @@ def _fmt(m: float, s: float) -> str:
     return f"{m:.2f}" if math.isnan(s) else f"{m:.2f} ± {s:.2f}"
 
 
+def _verdict(row: dict[str, Any]) -> str:
+    if len(row["seeds"]) < 2:
+        return "– (one seed)"
+    return "yes" if row["within_noise"] else "no"
+
+
 def render(payload: dict[str, Any], speed: dict[str, Any] | None) -> str:
     from debiaskit.train.selection import rule_label
 
@@ -92,7 +98,7 @@ def render(payload: dict[str, Any], speed: dict[str, Any] | None) -> str:
         lines.append(f"| {r['method']} | {100 * r['ratio']:g} % | {r['weights']} | {rule_label(r['rule'])} | "
                      f"{','.join(map(str, r['seeds']))} | {_fmt(r['float32_mean'], r['float32_std'])} | "
                      f"{_fmt(r['bf16_mean'], r['bf16_std'])} | {_fmt(r['diff_mean'], r['diff_std'])} | "
-                     f"{r['diff_se']:.2f} | {'yes' if r['within_noise'] else 'no'} |")
+                     f"{'–' if math.isnan(r['diff_se']) else format(r['diff_se'], '.2f')} | {_verdict(r)} |")
     if not payload["rows"]:
         lines.append("| – | – | – | – | – | no bf16 records yet | | | | |")
     lines.append("")
@@ -126,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     speed = json.loads(speed_file.read_text()) if speed_file.is_file() else None
     out = Path(args.results)
     write_text(out / "cmnist_bf16.md", render(payload, speed))
-    write_json(out / "cmnist_bf16.json", payload)
+    # strict JSON: undefined spreads (one seed) are null
+    write_json(out / "cmnist_bf16.json", {"rows": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                                   for k, v in r.items()} for r in payload["rows"]]})
     print(f"{len(payload['rows'])} rows; wrote {out}/cmnist_bf16.md and cmnist_bf16.json")
     return 0
 
