@@ -262,9 +262,15 @@ def summarise(out_dir: Path, args) -> None:
     from debiaskit import __version__
     from debiaskit.io import write_json, write_text
 
-    meta = {"command": " ".join(sys.argv), "debiaskit_version": __version__, "torch_version": torch.__version__,
-            "threads": args.threads, "n_runs": len(runs)}
     stem = table_stem(args.budget)
+    command = " ".join(sys.argv)
+    if args.summarise and (out_dir / f"{stem}.json").is_file():
+        # a rebuilt table names the command that trained its runs, not the rebuild
+        previous = json.loads((out_dir / f"{stem}.json").read_text()).get("meta", {}).get("command", "")
+        if previous and "--summarise" not in previous.split():
+            command = previous
+    meta = {"command": command, "debiaskit_version": __version__, "torch_version": torch.__version__,
+            "threads": args.threads, "n_runs": len(runs)}
     write_json(out_dir / f"{stem}.json", {"meta": meta, "summary": table, "runs": runs})
     title = ("Adversarial debiasing vs bias-supervised baselines (reduced CPU configuration)" if args.budget == "reduced"
              else "Adversarial debiasing vs bias-supervised baselines (full training and attacker budgets)")
