@@ -30,7 +30,7 @@ Two configurations (``--budget``), each with its own runs files and tables:
 * ``full`` (``adversarial_full_runs*.jsonl`` → ``adversarial.md/json``): Colored MNIST at LfF's official budget for
   its 100-d MLP (Adam 1e-3, batch 256, 23,500 steps, evaluated every 500 steps, checkpoints every 2,500 so an
   interrupted run resumes from its run directory in ``--workdir``), attackers at the paper's 100 epochs × 5
-  rounds. ``--methods`` restricts the variants (``adversarial_image`` at this budget is a GPU job).
+  rounds. ``--methods`` restricts the variants (``adversarial_image`` at this budget: about 40 min of CPU per run, ``benchmarks/adversarial_image_speed.py``).
 
 Examples::
 
