@@ -29,18 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from _machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 STAGE_FRACTIONS = {"pretrain": 0.3, "mask": 0.3, "finetune": 0.4}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "debiaskit_version": __version__,
         "what": "compute of one adversarial_image update per stage (no data indexing, no evaluation), one thread",
-        "machine": {"platform": platform.platform(), "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "load_average": list(load_before)},
         "load_average_after": list(os.getloadavg()),
         "config": {"batch": args.batch, "unet_ngf": args.unet_ngf, "unet_depth": args.unet_depth,

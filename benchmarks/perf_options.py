@@ -32,18 +32,10 @@ from typing import Any
 
 import torch
 
+from _machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 COMBOS = [("none", False), ("none", True), ("bf16", False), ("bf16", True)]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _sync(device: torch.device) -> None:
@@ -183,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": {k: v for k, v in vars(args).items()},
             "data": {"fingerprint": splits.fingerprint, "n_train": len(splits["train"]),
                      "cifar_source": splits["train"].info.get("cifar_source"), "build_s": build_s},
-            "machine": {"platform": platform.platform(), "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+            "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                         "loadavg_start": list(load0), "loadavg_end": list(os.getloadavg())},

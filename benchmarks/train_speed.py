@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from _machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 
 CASES: dict[str, dict[str, Any]] = {
@@ -43,20 +45,10 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine() -> dict[str, Any]:
     info = {
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if torch.cuda.is_available():
