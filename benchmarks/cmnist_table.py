@@ -7,8 +7,8 @@ the grid advances over several sittings and machines and never retrains a record
 from the records alone, in seconds:
 
 * ``benchmarks/results/cmnist.md`` / ``.json``: test unbiased accuracy, mean ± std over seeds, for every honest
-  selection rule (``last``, ``best_val_accuracy``, ``best_val_worst_group``, ``min_val_loss`` — the last two
-  computed after training from the records), then, separated and labelled with the labels they consume,
+  selection rule (``last``, ``best_val_accuracy``, ``best_val_worst_group``, ``best_val_group_mean``,
+  ``min_val_loss`` — the last three computed after training from the records), then, separated and labelled with the labels they consume,
   ``best_val_unbiased`` (1,000 uniformly coloured held-out training digits) and the oracle (test-set
   selection); the same for the EMA of the weights (evaluation only); published numbers with their sources;
   per cell the gap of the best honest rule to the DisEnt paper and to our oracle.
@@ -34,7 +34,7 @@ from _grid import cell_status, fmt_mean_std, parse_list
 HERE = Path(__file__).resolve().parent
 RATIOS = (0.005, 0.01, 0.02, 0.05)
 METHODS = ("vanilla", "lff", "disent")
-HONEST = ("last", "best_val_accuracy", "best_val_worst_group", "min_val_loss")
+HONEST = ("last", "best_val_accuracy", "best_val_worst_group", "best_val_group_mean", "min_val_loss")
 BIAS_LABELLED = ("best_val_unbiased",)
 ORACLE = ("oracle_test",)
 RULES = HONEST + BIAS_LABELLED + ORACLE
@@ -136,10 +136,16 @@ def build_tables(records: Path, out_dir: Path, runs: list | None = None) -> dict
         f"evaluated every 500 steps. Built by `benchmarks/cmnist_table.py` from {n_rec} committed run records "
         "(`benchmarks/results/records/cmnist/`).",
         "",
-        "## Ours — honest selection (target labels of the biased validation split; worst-group also reads its "
-        "bias labels)",
+        "## Ours — honest selection (target labels of the biased validation split; worst-group and group-mean "
+        "also read its bias labels)",
         "",
         *block("raw", HONEST),
+        "",
+        "`best_val_group_mean` (mean (digit, colour)-cell accuracy on the biased validation split) was added "
+        "*after* this table was complete, because worst-group selection degenerates here: the biased split has "
+        "one to a few samples per conflicting cell, so its worst cell is 0 % at almost every step. A rule added "
+        "after seeing test results is optimistic on the seeds that suggested it; it is checked on three new "
+        "seeds, trained after the rule was fixed, in `benchmarks/results/cmnist_confirm.md`.",
         "",
         "## Ours — selection that reads extra labels (kept apart)",
         "",

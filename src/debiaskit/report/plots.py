@@ -46,6 +46,7 @@ RULE_STYLE: dict[str, tuple[str, str, str]] = {
     "min_val_loss": ("#8c564b", "--", "v"),
     "best_val_map": ("#17becf", "--", "D"),
     "best_val_worst_group": ("#bcbd22", "-.", "P"),
+    "best_val_group_mean": ("#e7ba52", "-.", "h"),
     "best_val_unbiased": ("#9467bd", "-.", "^"),
     "oracle_test": ("#d62728", "-", "*"),
 }

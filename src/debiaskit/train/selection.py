@@ -15,14 +15,20 @@ rule                        split            metric                      dir   l
 ``min_val_loss``            ``val``          loss (cross-entropy / BCE)  min   val targets
 ``best_val_map``            ``val``          mAP (multi-label tasks)     max   val targets
 ``best_val_worst_group``    ``val``          worst-group accuracy        max   val targets + val bias labels
+``best_val_group_mean``     ``val``          mean (target, bias)-cell    max   val targets + val bias labels
+                                             accuracy ("unbiased")
 ``best_val_unbiased``       ``val_unbiased`` unbiased accuracy           max   val_unbiased targets + bias
 ``oracle_test``             ``test``         unbiased accuracy           max   TEST targets + bias labels
 ==========================  ===============  ==========================  ====  ==========================
 
 ``val`` is carved from the (biased) training distribution, so it is what a user really has;
-``best_val_worst_group`` and ``best_val_unbiased`` read bias labels of a validation split, and the record says
-so. ``oracle_test`` selects on the test set — what the DisEnt code reports — and is computed only when asked
-for explicitly; it is labelled :data:`ORACLE_LABEL` wherever it appears. See docs/concepts.md.
+``best_val_worst_group``, ``best_val_group_mean`` and ``best_val_unbiased`` read bias labels of a validation split,
+and the record says so. ``best_val_group_mean`` is worst-group selection's smoothed companion: on a biased
+validation split a bias-conflicting cell may hold only one to three samples, so the worst cell is 0 % at
+almost every step and worst-group selection degenerates to the first step; the mean over the non-empty cells still
+ranks checkpoints (it is the metric the test set is scored with, computed on the biased split).
+``oracle_test`` selects on the test set — what the DisEnt code reports — and is computed only when asked for
+explicitly; it is labelled :data:`ORACLE_LABEL` wherever it appears. See docs/concepts.md.
 
 Add a rule with :func:`register_selection_rule` (one call, in any module).
 """
@@ -115,6 +121,9 @@ for _r in (
                   multilabel=True),
     SelectionRule("best_val_worst_group", "val", "worst_group_accuracy", "max",
                   "best worst-group accuracy on the biased validation split", ("val:target", "val:bias"),
+                  multilabel=False),
+    SelectionRule("best_val_group_mean", "val", "unbiased_accuracy", "max",
+                  "best mean (target, bias)-cell accuracy on the biased validation split", ("val:target", "val:bias"),
                   multilabel=False),
     SelectionRule("best_val_unbiased", "val_unbiased", "unbiased_accuracy", "max",
                   "best unbiased accuracy on a uniformly biased validation split", ("val_unbiased:target",
