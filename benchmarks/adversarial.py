@@ -232,10 +232,9 @@ def full_header(args) -> list[str]:
         "accuracy on the biased val split (the trainer's default rule; no bias labels and no test data consumed by",
         f"the selection). Leakage attackers: **{args.attacker_epochs} epochs, {args.rounds} rounds** (the paper: 100, 5),",
         f"{args.leak_train} / {args.leak_eval} / {args.leak_eval} samples per protected group for train / val / test.",
-        "`adversarial_image` has not finished its 3 seeds (rows absent or with fewer seeds): at 23,500 steps its update costs about 40 min of compute per",
-        "run on one CPU core (`benchmarks/adversarial_image_speed.py`: U-Net stage 215 ms/step, fine-tuning 83 ms,",
-        "pre-training 12 ms; schedule mean 101 ms on an AMD EPYC core), so its 6 runs take about 2.5 h on 2 cores",
-        "(or minutes on a GPU); its reduced-budget numbers are in `adversarial_reduced.md`.",
+        "`adversarial_image` costs about 40 min of compute per run at 23,500 steps on one CPU core",
+        "(`benchmarks/adversarial_image_speed.py`: U-Net stage 215 ms/step, fine-tuning 83 ms, pre-training 12 ms;",
+        "schedule mean 101 ms on an AMD EPYC core; 35-69 min wall per run here, the longer ones beside two other trainings).",
         "Seeds: as listed per row (cells still running when the table was written are absent or have fewer seeds).",
     ]
 
