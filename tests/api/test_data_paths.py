@@ -52,7 +52,7 @@ def _fit(tmp_path, name, data_path, num_workers=0, data=None):
     tr, va, te = data or (NotInMemory(192, 0), NotInMemory(64, 1), NotInMemory(64, 2))
     return debiaskit.fit("lff", PlantedCNN(width=4), tr, val=va, test=te, steps=24, out_dir=tmp_path / name,
                          hparams={"batch_size": 32, "lr": 3e-3}, device="cpu", data_path=data_path,
-                         num_workers=num_workers, train_options={"eval_every": 8, "progress": False})
+                         num_workers=num_workers, train_options={"eval_every": 8, "progress": False, "threads": 1})
 
 
 def _rows(run_dir):
