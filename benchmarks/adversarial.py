@@ -234,7 +234,7 @@ def full_header(args) -> list[str]:
         f"{args.leak_train} / {args.leak_eval} / {args.leak_eval} samples per protected group for train / val / test.",
         "`adversarial_image` costs about 40 min of compute per run at 23,500 steps on one CPU core",
         "(`benchmarks/adversarial_image_speed.py`: U-Net stage 215 ms/step, fine-tuning 83 ms, pre-training 12 ms;",
-        "schedule mean 101 ms on an AMD EPYC core; 35-69 min wall per run here, the longer ones beside two other trainings).",
+        "schedule mean 101 ms on an AMD EPYC core; 35-73 min wall per run here, the longer ones beside two other trainings).",
         "Seeds: as listed per row (cells still running when the table was written are absent or have fewer seeds).",
     ]
 
